@@ -1,0 +1,33 @@
+# fzoo: two commands. `make demo` runs the main job, `make test` runs the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.fzoo-installed
+# torch pins for these Linux x86-64 machines (wheels on local disk); override TORCH_PINS elsewhere.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fzoo run skimage-demo --out demo-out
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	mkdir -p build/mypy && ln -sfn ../../core build/mypy/fzoo
+	$(VENV)/bin/mypy -p fzoo
+
+test: lint
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+clean:
+	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache

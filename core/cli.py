@@ -1,0 +1,400 @@
+"""The ``fzoo`` command line: plugins, list, validate, run, extract, detect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fzoo.components import KINDS
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _print_json(data: Any) -> None:
+    from fzoo.report import to_json
+
+    print(to_json(data))
+
+
+def _registry() -> Any:
+    from fzoo.plugin_manager import get_registry
+
+    return get_registry()
+
+
+# --------------------------------------------------------------------------- plugins / list
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    reg = _registry()
+    infos = [info.as_dict() for info in reg.plugins.values()]
+    if args.json:
+        _print_json(infos)
+        return EXIT_OK
+    for info in infos:
+        status = f"  FAILED: {info['error']}" if info["error"] else ""
+        print(f"{info['name']} ({info['source']}){status}")
+        if info["hooks"]:
+            print(f"  hooks: {', '.join(info['hooks'])}")
+        for kind, names in sorted(info["components"].items()):
+            print(f"  {kind}: {', '.join(sorted(names))}")
+        if info["presets"]:
+            print(f"  presets: {', '.join(info['presets'])}")
+    return EXIT_OK
+
+
+_KIND_ALIASES = {
+    "launderers": "launderer",
+    "features": "feature_extractor",
+    "feature-extractors": "feature_extractor",
+    "feature_extractors": "feature_extractor",
+    "extractors": "feature_extractor",
+    "classifiers": "classifier",
+    "perturbations": "perturbation",
+    "generators": "generator",
+    "datasets": "dataset",
+    "presets": "preset",
+    "experiments": "experiment",
+}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = _registry()
+    kind = args.kind
+    if kind is not None:
+        kind = _KIND_ALIASES.get(kind, kind).replace("-", "_")
+        valid = (*KINDS, "preset", "experiment")
+        if kind not in valid:
+            print(
+                f"fzoo list: unknown kind {args.kind!r}; choose from {', '.join(valid)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    out: dict[str, Any] = {}
+    for k in KINDS:
+        if kind not in (None, k):
+            continue
+        out[k] = [
+            {
+                "name": name,
+                "plugin": reg.owner(k, name),
+                "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
+                "version": cls.version,
+                "params": cls.params_schema().get("properties", {}),
+            }
+            for name, cls in sorted(reg.components[k].items())
+        ]
+    if kind in (None, "preset"):
+        out["preset"] = [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "component": p.component,
+                "params": p.params,
+                "description": p.description,
+                "origin": p.origin,
+            }
+            for p in sorted(reg.presets.values(), key=lambda p: p.name)
+        ]
+    if kind in (None, "experiment"):
+        from fzoo.registry import experiments
+
+        out["experiment"] = [
+            {"name": n, "description": (e.get("description") or ""), "origin": str(p)}
+            for n, (p, e) in sorted(experiments().items())
+        ]
+    if args.json:
+        _print_json(out)
+        return EXIT_OK
+    for k, entries in out.items():
+        print(f"{k}s:" if not k.endswith("s") else f"{k}:")
+        for e in entries:
+            desc = f"  {e['description']}" if e.get("description") else ""
+            plugin = f" [{e['plugin']}]" if "plugin" in e else ""
+            comp = f" -> {e['component']} {e['params']}" if "component" in e else ""
+            print(f"  {e['name']}{plugin}{comp}{desc}")
+            for pname, schema in (e.get("params") or {}).items() if "plugin" in e else []:
+                default = schema.get("default", "required")
+                typ = schema.get("type") or "/".join(
+                    a.get("type", "?") for a in schema.get("anyOf", [])
+                )
+                pdesc = schema.get("description", "")
+                print(f"      {pname}: {typ} = {default!r}  {pdesc}".rstrip())
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- validate / run
+
+
+def _load(path: str) -> Any:
+    from fzoo.config import ConfigError, load_experiment
+
+    try:
+        return load_experiment(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    exp = _load(args.experiment)
+    if exp is None:
+        return EXIT_USAGE
+    n = len(exp.cells)
+    print(
+        f"{args.experiment}: OK ({len(exp.spec.pipelines)} pipelines, {len(exp.spec.tasks)} "
+        f"tasks, {len(exp.spec.conditions)} conditions, {n} grid cell{'s' if n != 1 else ''})"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from fzoo.experiment import run_experiment
+
+    exp = _load(args.experiment)
+    if exp is None:
+        return EXIT_USAGE
+    out = Path(args.out)
+    result = run_experiment(
+        exp,
+        out,
+        cache_dir=args.cache_dir,
+        progress=None if args.quiet else __import__("fzoo.experiment").experiment.tqdm_progress,
+    )
+    if args.json:
+        _print_json(
+            {
+                "out": str(out),
+                "rows": result.rows,
+                "skipped": result.skipped,
+                "errors": result.errors,
+                "cache": result.meta["cache"],
+            }
+        )
+    else:
+        ok = [r for r in result.rows if "error" not in r]
+        print(f"wrote {out}/report.md, results.csv, results.json, predictions.csv")
+        print(
+            f"{len(ok)} result rows, {len(result.skipped)} skipped files, "
+            f"{len(result.errors)} errors; feature cache: {result.meta['cache']['hits']} hits, "
+            f"{result.meta['cache']['misses']} misses; {result.meta['wall_time_s']} s"
+        )
+        for r in ok[:20]:
+            auc = r.get("auc")
+            auc_s = "n/a" if auc is None or auc != auc else f"{auc:.3f}"
+            print(
+                f"  {r.get('cell') or '-':>1} {r['pipeline']:<20} {r['task']:<20} "
+                f"{r['condition']:<12} auc={auc_s} bacc={r['balanced_accuracy']:.3f}"
+            )
+        if len(ok) > 20:
+            print(f"  ... {len(ok) - 20} more rows in results.csv")
+    return (
+        EXIT_ERROR
+        if result.errors and not [r for r in result.rows if "error" not in r]
+        else EXIT_OK
+    )
+
+
+# --------------------------------------------------------------------------- extract / detect
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--param {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value) if value != "" else ""
+    return params
+
+
+def _expand_paths(paths: Sequence[str]) -> list[Path]:
+    from fzoo.images import is_image_path
+
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(sorted(q for q in path.rglob("*") if q.is_file() and is_image_path(q)))
+        else:
+            out.append(path)
+    return out
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fzoo.config import ComponentSpec, resolve_component
+    from fzoo.images import ImageError, load_image, to_tensor
+    from fzoo.plugin_manager import UnknownComponentError
+
+    try:
+        rc = resolve_component(
+            ComponentSpec(name=args.extractor, params=_parse_params(args.param)),
+            "feature_extractor",
+        )
+    except (UnknownComponentError, ValueError) as exc:
+        print(f"fzoo extract: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    extractor = rc.build()
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        print(
+            f"fzoo extract: {out} exists; refusing to overwrite (use --overwrite)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    feats, names, skipped = [], [], []
+    for path in _expand_paths(args.paths):
+        try:
+            img = load_image(path)
+            feats.append(np.asarray(extractor.extract(to_tensor(img.pixels)))[0])
+            names.append(str(path))
+        except ImageError as exc:
+            skipped.append({"path": str(path), "reason": exc.reason})
+            print(f"skipped {path}: {exc.reason}", file=sys.stderr)
+    if not feats:
+        print("fzoo extract: no image could be read", file=sys.stderr)
+        return EXIT_ERROR
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    with open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            features=np.stack(feats).astype(np.float32),
+            paths=np.asarray(names),
+            extractor=np.asarray(extractor.name),
+            fingerprint=np.asarray(extractor.fingerprint()),
+        )
+    tmp.replace(out)
+    summary = {
+        "out": str(out),
+        "n": len(feats),
+        "dim": int(np.stack(feats).shape[1]),
+        "skipped": skipped,
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {out}: {summary['n']} x {summary['dim']} features, {len(skipped)} skipped")
+    return EXIT_OK
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from fzoo.images import ImageError, load_image, to_tensor
+    from fzoo.persist import UntrustedStateError
+    from fzoo.pipeline import load_pipeline
+
+    try:
+        pipe = load_pipeline(args.pipeline)
+    except (FileNotFoundError, ValueError, UntrustedStateError, LookupError) as exc:
+        print(f"fzoo detect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = EXIT_OK
+    for path in _expand_paths(args.paths):
+        try:
+            img = load_image(path)
+        except ImageError as exc:
+            print(json.dumps({"path": str(path), "error": exc.reason}))
+            status = EXIT_ERROR
+            continue
+        proba = pipe.predict_proba(to_tensor(img.pixels))[0]
+        probs = {c: round(float(p), 6) for c, p in zip(pipe.saved.classes, proba, strict=True)}
+        pred = max(probs, key=lambda c: probs[c])
+        if pipe.saved.positive is not None:
+            pos = probs.get(pipe.saved.positive, 0.0)
+            pred = (
+                pipe.saved.positive
+                if pos >= pipe.saved.threshold
+                else next(c for c in pipe.saved.classes if c != pipe.saved.positive)
+            )
+        record: dict[str, Any] = {"path": str(path), "predicted": pred, "probabilities": probs}
+        if img.notes:
+            record["notes"] = img.notes
+        print(json.dumps(record))
+    return status
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fzoo",
+        description="fzoo: the forensic detector zoo. Plugins of launderers, feature extractors "
+        "and classifiers, composed in YAML experiments.",
+    )
+    from fzoo import __version__
+
+    parser.add_argument("--version", action="version", version=f"fzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins, their hooks and components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("list", help="list components (with parameters), presets, experiments")
+    p.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}, preset, experiment")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("validate", help="check an experiment YAML (exit 2 with FILE:LINE:COL)")
+    p.add_argument("experiment", help="experiment YAML file, or a name from registry.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run an experiment and write the report into --out")
+    p.add_argument("experiment", help="experiment YAML file, or a name from registry.yaml")
+    p.add_argument("--out", required=True, help="output folder for the report files")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/fzoo)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("extract", help="extract features of images into an .npz")
+    p.add_argument("--extractor", required=True, help="feature extractor name or preset")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameter (YAML value), repeatable",
+    )
+    p.add_argument("--out", required=True, help="output .npz (arrays: features, paths)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("detect", help="score images with a pipeline saved by a run")
+    p.add_argument("--pipeline", required=True, help="OUT/pipelines/<pipeline>--<task> folder")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.set_defaults(func=cmd_detect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    from fzoo.plugin_manager import PluginError
+
+    try:
+        return int(args.func(args))
+    except PluginError as exc:
+        print(f"fzoo: plugin error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("fzoo: interrupted; completed work is cached, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

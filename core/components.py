@@ -1,0 +1,208 @@
+"""Component contracts: Launderer, FeatureExtractor, Classifier, Perturbation, Generator, Dataset.
+
+Images travel as ``torch.Tensor`` batches: float32, RGB, NCHW, values in [0, 1]. Every component
+declares a unique ``name``, a one-line ``description``, and its parameters as a nested pydantic
+model called ``Params``; ``fingerprint()`` hashes class, version, parameters and weight hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+KINDS: tuple[str, ...] = (
+    "launderer",
+    "feature_extractor",
+    "classifier",
+    "perturbation",
+    "generator",
+    "dataset",
+)
+
+
+class Params(BaseModel):
+    """Base class of component parameters: unknown keys are rejected, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def stable_hash(obj: Any, length: int = 20) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys), truncated to ``length`` hex digits."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class Component:
+    """Base of every component. Subclasses set ``name``, ``description`` and a nested ``Params``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[BaseModel]] = Params
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+
+    def get_params(self) -> dict[str, Any]:
+        """The validated parameters as plain JSON-compatible values."""
+        return self.params.model_dump(mode="json")
+
+    def weight_hashes(self) -> dict[str, str]:
+        """sha256 of every weight file this component uses (empty when it has none)."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """Stable hash of class, version, parameters and weight hashes: the cache identity."""
+        cls = type(self)
+        return stable_hash(
+            {
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "name": cls.name,
+                "version": cls.version,
+                "params": self.get_params(),
+                "weights": self.weight_hashes(),
+            }
+        )
+
+    @classmethod
+    def params_schema(cls) -> dict[str, Any]:
+        """JSON schema of the parameters (what ``fzoo list`` prints)."""
+        return cls.Params.model_json_schema()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Launderer(Component):
+    """Maps a batch to a look-alike batch of the same size (e.g. an autoencoder round trip)."""
+
+    kind = "launderer"
+    multiple: ClassVar[int] = 1
+
+    def launder(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Generator(Component):
+    """A source of fully synthetic images."""
+
+    kind = "generator"
+
+    def generate(self, n: int, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Perturbation(Component):
+    """A post-processing operation (robustness condition): JPEG, resize, blur, crop, noise."""
+
+    kind = "perturbation"
+
+    def apply(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FeatureExtractor(Component):
+    """Maps a batch to a feature matrix ``[B, D]``; learned extractors also implement ``fit``."""
+
+    kind = "feature_extractor"
+    requires_fit: ClassVar[bool] = False
+
+    def extract(self, batch: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, batches: Iterable[torch.Tensor], labels: Sequence[str]) -> FeatureExtractor:
+        """Learn from training images (train split only); the default does nothing."""
+        return self
+
+
+class Classifier(Component):
+    """A scikit-learn style estimator: ``fit(X, y)``, ``predict_proba(X)``, ``classes_``.
+
+    Plugins usually implement ``build_estimator()`` and inherit the rest; the fitted estimator is
+    saved with skops (no pickle) and loaded back with an explicit list of trusted types.
+    """
+
+    kind = "classifier"
+    estimator_: Any
+    classes_: np.ndarray
+
+    def build_estimator(self) -> Any:
+        raise NotImplementedError
+
+    def fit(self, X: np.ndarray, y: Sequence[Any]) -> Classifier:
+        self.estimator_ = self.build_estimator()
+        self.estimator_.fit(X, np.asarray(y))
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def save_state(self, directory: Path) -> None:
+        """Write the fitted state into ``directory`` (skops format)."""
+        from fzoo.persist import save_estimator
+
+        save_estimator(self.estimator_, Path(directory) / "estimator.skops")
+
+    def load_state(self, directory: Path) -> None:
+        """Read the state written by :meth:`save_state`; refuses untrusted types."""
+        from fzoo.persist import load_estimator
+
+        self.estimator_ = load_estimator(Path(directory) / "estimator.skops")
+        self.classes_ = np.asarray(self.estimator_.classes_)
+
+
+@dataclass
+class Record:
+    """One image of a dataset: where its bytes are, its label and its provenance.
+
+    Exactly one of ``path`` or ``data`` (encoded image bytes) is set; both are decoded by
+    :func:`fzoo.images.load_image`. ``source`` groups a photo with everything derived from it
+    (the split never separates a group). ``split`` may force ``"train"`` or ``"test"``.
+    """
+
+    label: str
+    source: str
+    path: str | None = None
+    data: bytes | None = None
+    camera: str | None = None
+    split: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.path if self.path is not None else f"<{self.source}>"
+
+
+class Dataset(Component):
+    """Yields :class:`Record` objects (folders, manifests, simulated cameras)."""
+
+    kind = "dataset"
+
+    def records(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+
+BASES: dict[str, type[Component]] = {
+    "launderer": Launderer,
+    "feature_extractor": FeatureExtractor,
+    "classifier": Classifier,
+    "perturbation": Perturbation,
+    "generator": Generator,
+    "dataset": Dataset,
+}

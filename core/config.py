@@ -1,0 +1,545 @@
+"""Experiment YAML: safe loading with line numbers, then two-phase validation.
+
+Phase 1 checks the structure of the experiment (pydantic models below). Phase 2 resolves each
+component by name or preset, and validates its parameters against the component's own schema.
+Every problem is reported as ``FILE:LINE:COL: message``; unknown names get the installed names and
+a did-you-mean. YAML tags that would construct objects are rejected, and so are duplicate keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Loc = tuple[int, int]  # 1-based line, column
+Path_ = tuple[Any, ...]
+
+
+@dataclass
+class ConfigIssue:
+    """One problem: where (file, line, column) and what."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more :class:`ConfigIssue`; ``str()`` gives one ``FILE:LINE:COL: message`` per line."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+# --------------------------------------------------------------------------- YAML with locations
+
+
+class Located:
+    """Data loaded from YAML plus the (line, col) of every key and value, by path."""
+
+    def __init__(self, file: str, data: Any, locs: dict[Path_, Loc]) -> None:
+        self.file = file
+        self.data = data
+        self.locs = locs
+
+    def loc(self, path: Path_) -> Loc:
+        """The location of ``path``, or of its nearest located parent."""
+        p = tuple(path)
+        while p:
+            if p in self.locs:
+                return self.locs[p]
+            p = p[:-1]
+        return self.locs.get((), (1, 1))
+
+    def issue(self, path: Path_, message: str) -> ConfigIssue:
+        line, col = self.loc(path)
+        return ConfigIssue(self.file, line, col, message)
+
+
+_PLAIN_TAGS: dict[type, str] = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
+
+
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, locs: dict[Path_, Loc]) -> Any:
+    locs[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    plain = _PLAIN_TAGS.get(type(node))
+    if plain is not None and node.tag != plain:
+        raise yaml.MarkedYAMLError(
+            problem=f"tag {node.tag!r} is not allowed (tags that construct objects are rejected)",
+            problem_mark=node.start_mark,
+        )
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise yaml.MarkedYAMLError(
+                    problem="mapping keys must be scalars", problem_mark=key_node.start_mark
+                )
+            if key in out:
+                first = locs.get((*path, key), (0, 0))
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key {key!r} (first defined at line {first[0]})",
+                    problem_mark=key_node.start_mark,
+                )
+            locs[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _walk(loader, value_node, (*path, key), locs)
+            # keep the key's own position: errors about a value point at the value, not the key
+            locs[(*path, key)] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(loader, child, (*path, i), locs) for i, child in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_yaml(text: str, file: str = "<string>") -> Located:
+    """Parse YAML safely, keeping locations; raises :class:`ConfigError` on any YAML problem."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        locs: dict[Path_, Loc] = {}
+        data = None if node is None else _walk(loader, node, (), locs)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        what = exc.problem or str(exc)
+        if "could not determine a constructor" in what:
+            what = f"{what} (tags that construct objects are not allowed)"
+        raise ConfigError([ConfigIssue(file, line, col, what)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(file, 1, 1, f"invalid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return Located(file, data, locs)
+
+
+def load_yaml(path: str | Path) -> tuple[Any, Located]:
+    """Read a YAML file with locations: returns ``(data, located)``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(p), 1, 1, f"cannot read: {exc}")]) from None
+    located = parse_yaml(text, str(p))
+    return located.data, located
+
+
+# --------------------------------------------------------------------------- phase 1: structure
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(_Strict):
+    """A component by registered name or preset name, with parameter overrides."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+
+class DeriveSpec(_Strict):
+    """A derived class: images made from others (laundered, processed) or generated."""
+
+    label: str
+    from_: list[str] = Field(default_factory=list, alias="from")
+    launderer: ComponentSpec | None = None
+    perturbations: list[ComponentSpec] = Field(default_factory=list)
+    generator: ComponentSpec | None = None
+    n: int | None = Field(None, ge=1, description="number of generated images")
+    quantize: bool = Field(True, description="round derived images to 8 bits, as a saved PNG")
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeriveSpec:
+        if self.generator is not None:
+            if self.launderer is not None or self.from_:
+                raise ValueError("a generated class takes 'generator' and 'n', not 'from'")
+            if self.n is None:
+                raise ValueError("a generated class needs 'n' (how many images)")
+        else:
+            if not self.from_:
+                raise ValueError("a derived class needs 'from' (the labels it is made from)")
+            if self.launderer is None and not self.perturbations:
+                raise ValueError("a derived class needs a 'launderer' or 'perturbations'")
+        return self
+
+
+class DataSpec(_Strict):
+    dataset: ComponentSpec
+    derive: list[DeriveSpec] = Field(default_factory=list)
+    limit_per_class: int | None = Field(None, ge=1)
+    max_pixels: int = Field(100_000_000, ge=1)
+
+
+class SplitSpec(_Strict):
+    test_size: float = Field(0.3, gt=0.0, lt=1.0)
+    seed: int | None = None
+
+
+class ConditionSpec(_Strict):
+    name: str
+    perturbations: list[ComponentSpec] = Field(default_factory=list)
+
+
+class PipelineSpec(_Strict):
+    name: str
+    features: list[ComponentSpec] = Field(min_length=1)
+    classifier: ComponentSpec
+
+
+class TaskSpec(_Strict):
+    """What to predict: ``binary`` (positive labels vs the rest) or ``multiclass``."""
+
+    name: str
+    type: Literal["binary", "multiclass"] = "multiclass"
+    target: Literal["label", "camera"] = "label"
+    classes: list[str] | None = None
+    positive: list[str] | None = None
+    train_on: list[str] | None = Field(None, description="labels used for training (default all)")
+    test_on: list[str] | None = Field(None, description="labels used for testing (default all)")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _binary_needs_positive(self) -> TaskSpec:
+        if self.type == "binary" and not self.positive:
+            raise ValueError("a binary task needs 'positive' (the labels of the positive class)")
+        return self
+
+
+class EngineSpec(_Strict):
+    name: Literal["local"] = "local"
+    batch_size: int = Field(16, ge=1)
+
+
+class ExperimentSpec(_Strict):
+    """A whole experiment: data, split, conditions, pipelines, tasks, and an optional grid."""
+
+    name: str = "experiment"
+    description: str = ""
+    seed: int = 0
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec())
+    conditions: list[ConditionSpec] = Field(default_factory=lambda: [ConditionSpec(name="clean")])
+    pipelines: list[PipelineSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    cache_dir: str | None = None
+    engine: EngineSpec = Field(default_factory=lambda: EngineSpec())
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExperimentSpec:
+        for what, items in (
+            ("pipeline", self.pipelines),
+            ("task", self.tasks),
+            ("condition", self.conditions),
+        ):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"duplicate {what} name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+
+def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = (*prefix, *(("from" if p == "from_" else p) for p in loc))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+        elif err["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+        where = ".".join(str(p) for p in path) or "(top level)"
+        got = err.get("input")
+        tail = ""
+        if err["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict | list):
+            tail = f" (got {got!r})"
+        issues.append(located.issue(path, f"{where}: {msg}{tail}"))
+    return issues
+
+
+# --------------------------------------------------------------------------- grid
+
+
+def _resolve_path(data: Any, dotted: str) -> tuple[Path_, Any]:
+    """Walk ``a.b.name.c`` through dicts (keys), lists (index or item ``name``)."""
+    cur = data
+    path: list[str | int] = []
+    for part in dotted.split("."):
+        if isinstance(cur, dict):
+            if part not in cur:
+                raise KeyError(f"no key {part!r} at {'.'.join(map(str, path)) or 'top level'}")
+            path.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list):
+            if part.isdigit() and int(part) < len(cur):
+                idx = int(part)
+            else:
+                names = [i.get("name") for i in cur if isinstance(i, dict)]
+                if part not in names:
+                    raise KeyError(f"no item {part!r} in list {'.'.join(map(str, path))}")
+                idx = names.index(part)
+            path.append(idx)
+            cur = cur[idx]
+        else:
+            raise KeyError(f"cannot descend into {type(cur).__name__} at {part!r}")
+    return tuple(path), cur
+
+
+def _set_path(data: Any, path: Path_, value: Any) -> None:
+    cur = data
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+
+
+@dataclass
+class Cell:
+    """One grid cell: an id, the values set on it, and its validated experiment."""
+
+    id: str
+    values: dict[str, Any]
+    spec: ExperimentSpec
+
+
+# --------------------------------------------------------------------------- phase 2: components
+
+
+@dataclass
+class ResolvedComponent:
+    """A component spec after name/preset resolution and parameter validation."""
+
+    kind: str
+    component: str
+    params: dict[str, Any]
+    preset: str | None = None
+
+    def build(self) -> Any:
+        from fzoo.plugin_manager import get_registry
+
+        return get_registry().get(self.kind, self.component)(**self.params)
+
+
+def resolve_component(spec: ComponentSpec, kind: str) -> ResolvedComponent:
+    """Name or preset -> component class name and merged, validated params (raises on error)."""
+    from fzoo.plugin_manager import UnknownComponentError, get_registry
+
+    reg = get_registry()
+    preset = reg.presets.get(spec.name)
+    if preset is not None:
+        if preset.kind != kind:
+            raise UnknownComponentError(kind, spec.name, reg.names(kind))
+        name, params, preset_name = preset.component, {**preset.params, **spec.params}, preset.name
+    else:
+        name, params, preset_name = spec.name, dict(spec.params), None
+    cls = reg.get(kind, name)
+    validated = cls.Params(**params)
+    return ResolvedComponent(kind, name, validated.model_dump(mode="json"), preset_name)
+
+
+def _component_paths(spec: ExperimentSpec) -> list[tuple[Path_, ComponentSpec, str]]:
+    out: list[tuple[Path_, ComponentSpec, str]] = [
+        (("data", "dataset"), spec.data.dataset, "dataset")
+    ]
+    for i, d in enumerate(spec.data.derive):
+        if d.launderer is not None:
+            out.append((("data", "derive", i, "launderer"), d.launderer, "launderer"))
+        if d.generator is not None:
+            out.append((("data", "derive", i, "generator"), d.generator, "generator"))
+        for j, p in enumerate(d.perturbations):
+            out.append((("data", "derive", i, "perturbations", j), p, "perturbation"))
+    for i, c in enumerate(spec.conditions):
+        for j, p in enumerate(c.perturbations):
+            out.append((("conditions", i, "perturbations", j), p, "perturbation"))
+    for i, pl in enumerate(spec.pipelines):
+        for j, f in enumerate(pl.features):
+            out.append((("pipelines", i, "features", j), f, "feature_extractor"))
+        out.append((("pipelines", i, "classifier"), pl.classifier, "classifier"))
+    return out
+
+
+def validate_components(
+    spec: ExperimentSpec, located: Located, prefix: Path_ = ()
+) -> list[ConfigIssue]:
+    """Phase 2: every component name exists and its params fit its schema."""
+    from fzoo.plugin_manager import UnknownComponentError
+
+    issues: list[ConfigIssue] = []
+    for path, comp, kind in _component_paths(spec):
+        full = (*prefix, *path)
+        try:
+            resolve_component(comp, kind)
+        except UnknownComponentError as exc:
+            issues.append(located.issue((*full, "name"), str(exc)))
+        except ValidationError as exc:
+            for err in exc.errors():
+                key = err["loc"][0] if err["loc"] else None
+                if err["type"] == "extra_forbidden":
+                    msg = f"{comp.name}: unknown parameter {key!r}"
+                    from fzoo.plugin_manager import get_registry
+
+                    reg = get_registry()
+                    target = reg.presets[comp.name].component if comp.name in reg.presets else None
+                    cls = reg.get(kind, target or comp.name)
+                    import difflib
+
+                    close = difflib.get_close_matches(str(key), list(cls.Params.model_fields), 1)
+                    valid = ", ".join(cls.Params.model_fields) or "(none)"
+                    msg += f"; did you mean {close[0]!r}?" if close else ""
+                    msg += f" Valid parameters: {valid}"
+                else:
+                    got = err.get("input")
+                    msg = f"{comp.name}: parameter {key!r}: {err['msg']} (got {got!r})"
+                issues.append(located.issue((*full, "params", key) if key else full, msg))
+    issues.extend(_check_labels(spec, located, prefix))
+    return issues
+
+
+def _check_labels(spec: ExperimentSpec, located: Located, prefix: Path_) -> list[ConfigIssue]:
+    """Derived classes and tasks must name labels that can exist."""
+    issues: list[ConfigIssue] = []
+    derived = [d.label for d in spec.data.derive]
+    for i, d in enumerate(spec.data.derive):
+        for j, src in enumerate(d.from_):
+            if src in derived[i:]:
+                issues.append(
+                    located.issue(
+                        (*prefix, "data", "derive", i, "from", j),
+                        f"derived class {d.label!r} is made from {src!r}, which is derived later "
+                        "or from itself; list derived classes in order",
+                    )
+                )
+    return issues
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+@dataclass
+class Experiment:
+    """A validated experiment: the spec, its grid cells, and where it came from."""
+
+    spec: ExperimentSpec
+    cells: list[Cell]
+    located: Located
+
+    @property
+    def file(self) -> str:
+        return self.located.file
+
+
+def validate_data(raw: Any, located: Located, prefix: Path_ = ()) -> Experiment:
+    """Both phases on an already parsed mapping; raises :class:`ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError([located.issue(prefix, "an experiment must be a YAML mapping")])
+    try:
+        spec = ExperimentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_issues(exc, located, prefix)) from None
+
+    issues = validate_components(spec, located, prefix)
+    cells: list[Cell] = []
+    if spec.grid:
+        keys = list(spec.grid)
+        base = {k: v for k, v in raw.items() if k != "grid"}
+        resolved: dict[str, Path_] = {}
+        for key in keys:
+            try:
+                resolved[key], _ = _resolve_path(base, key)
+            except KeyError as exc:
+                issues.append(located.issue((*prefix, "grid", key), f"grid path {key!r}: {exc}"))
+        if not issues:
+            for combo in itertools.product(*(spec.grid[k] for k in keys)):
+                values = dict(zip(keys, combo, strict=True))
+                data = copy.deepcopy(base)
+                for key, value in values.items():
+                    _set_path(data, resolved[key], value)
+                cell_id = ",".join(f"{k}={v}" for k, v in values.items())
+                try:
+                    cell_spec = ExperimentSpec.model_validate(data)
+                except ValidationError as exc:
+                    for issue in _pydantic_issues(exc, located, (*prefix, "grid")):
+                        issue.message = f"grid cell [{cell_id}]: {issue.message}"
+                        issues.append(issue)
+                    continue
+                for issue in validate_components(cell_spec, located, prefix):
+                    issue.message = f"grid cell [{cell_id}]: {issue.message}"
+                    issues.append(issue)
+                cells.append(Cell(cell_id, values, cell_spec))
+    else:
+        cells = [Cell("", {}, spec)]
+    if issues:
+        raise ConfigError(_dedupe(issues))
+    return Experiment(spec, cells, located)
+
+
+def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    seen: set[str] = set()
+    out = []
+    for i in issues:
+        if str(i) not in seen:
+            seen.add(str(i))
+            out.append(i)
+    return out
+
+
+def load_experiment(path_or_name: str | Path) -> Experiment:
+    """Load and validate an experiment from a YAML file, or by name from ``registry.yaml``."""
+    p = Path(path_or_name)
+    if not p.exists():
+        from fzoo.registry import experiments
+
+        named = experiments()
+        if str(path_or_name) in named:
+            reg_path, _ = named[str(path_or_name)]
+            _, located = load_yaml(reg_path)
+            prefix: Path_ = ("experiments", str(path_or_name))
+            raw = located.data["experiments"][str(path_or_name)]
+            if isinstance(raw, dict):
+                raw = {"name": str(path_or_name), **raw}
+            return validate_data(raw, located, prefix)
+        import difflib
+
+        close = difflib.get_close_matches(str(path_or_name), list(named), 1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path_or_name),
+                    1,
+                    1,
+                    f"no such file, and no experiment of that name in registry.yaml.{hint} "
+                    f"Named experiments: {', '.join(sorted(named)) or '(none)'}",
+                )
+            ]
+        )
+    _, located = load_yaml(p)
+    return validate_data(located.data, located)

@@ -1,0 +1,288 @@
+"""Data for an experiment: dataset records, derived classes, and the split by source.
+
+An :class:`Item` is one image the experiment will see. Pristine items come from a dataset record;
+derived items remember their origin record and the chain of transforms (launderer, perturbations)
+that made them, so a laundered twin always shares its photo's ``source`` and split side; generated
+items carry their generator, seed and index. Images are materialised on demand and derived ones
+are cached by content (origin hash + transform fingerprints).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fzoo.cache import ArrayCache, image_key
+from fzoo.components import Component, Dataset, Generator, Launderer, Perturbation, Record
+from fzoo.components import stable_hash as _hash
+from fzoo.config import DataSpec, SplitSpec, resolve_component
+from fzoo.images import ImageError, decode_bytes, load_image, quantize, to_array, to_tensor
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transform of a chain: a launderer or a perturbation, with its fingerprint."""
+
+    component: Component
+    fingerprint: str
+    seed: int = 0
+
+
+@dataclass
+class Item:
+    """One image of the experiment (pristine, derived or generated)."""
+
+    id: str
+    label: str
+    source: str
+    base_hash: str
+    camera: str | None = None
+    forced_split: str | None = None
+    record: Record | None = None
+    steps: tuple[Step, ...] = ()
+    quantize: bool = True
+    generator: tuple[Generator, int] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(f"{s.fingerprint}@{s.seed}" for s in self.steps)
+
+
+@dataclass
+class Skipped:
+    """A file the run could not use, and why."""
+
+    path: str
+    label: str
+    reason: str
+
+
+@dataclass
+class DataSet:
+    """The items of an experiment plus everything skipped or changed on the way."""
+
+    items: list[Item]
+    skipped: list[Skipped]
+    notes: dict[str, list[str]]
+    fingerprints: dict[str, str]
+
+
+def _item_seed(*parts: Any) -> int:
+    return int(_hash(list(parts), 8), 16)
+
+
+def _unique(item_id: str, seen: set[str]) -> str:
+    candidate, n = item_id, 1
+    while candidate in seen:
+        n += 1
+        candidate = f"{item_id}#{n}"
+    seen.add(candidate)
+    return candidate
+
+
+def decode_record(record: Record, max_pixels: int) -> Any:
+    """Decode a record's bytes (path or in-memory data) exactly."""
+    if record.data is not None:
+        return decode_bytes(record.data, name=record.display, max_pixels=max_pixels)
+    if record.path is None:
+        raise ImageError(record.display, "record has neither a path nor data")
+    return load_image(record.path, max_pixels=max_pixels)
+
+
+def load_items(
+    spec: DataSpec,
+    seed: int,
+    progress: Callable[[Iterable[Any], str, int | None], Iterable[Any]] | None = None,
+) -> DataSet:
+    """Read the dataset, check every image decodes, and add the derived and generated classes."""
+    dataset_rc = resolve_component(spec.dataset, "dataset")
+    dataset = dataset_rc.build()
+    assert isinstance(dataset, Dataset)
+    fingerprints = {"dataset": dataset.fingerprint()}
+    items: list[Item] = []
+    skipped: list[Skipped] = []
+    notes: dict[str, list[str]] = {}
+    per_class: dict[str, int] = defaultdict(int)
+    seen_ids: set[str] = set()
+    records: Iterable[Record] = dataset.records()
+    if progress is not None:
+        records = progress(records, "decoding", None)
+    for record in records:
+        if spec.limit_per_class is not None and per_class[record.label] >= spec.limit_per_class:
+            continue
+        try:
+            decoded = decode_record(record, spec.max_pixels)
+        except ImageError as exc:
+            skipped.append(Skipped(record.display, record.label, exc.reason))
+            continue
+        per_class[record.label] += 1
+        item_id = _unique(
+            f"{record.label}/{record.meta.get('name') or record.path or record.source}", seen_ids
+        )
+        if decoded.notes:
+            notes[record.display] = list(decoded.notes)
+        items.append(
+            Item(
+                id=item_id,
+                label=record.label,
+                source=record.source,
+                base_hash=decoded.content_hash,
+                camera=record.camera,
+                forced_split=record.split,
+                record=record,
+                meta=dict(record.meta),
+            )
+        )
+
+    for i, derive in enumerate(spec.derive):
+        if derive.generator is not None:
+            rc = resolve_component(derive.generator, "generator")
+            gen = rc.build()
+            assert isinstance(gen, Generator)
+            fp = gen.fingerprint()
+            fingerprints[f"derive[{i}].generator"] = fp
+            assert derive.n is not None
+            for k in range(derive.n):
+                s = _item_seed(seed, derive.label, k)
+                items.append(
+                    Item(
+                        id=_unique(f"{derive.label}/{rc.component}-{k:05d}", seen_ids),
+                        label=derive.label,
+                        source=f"{derive.label}:{rc.component}:{k}",
+                        base_hash=f"generated:{fp}:{s}",
+                        quantize=derive.quantize,
+                        generator=(gen, s),
+                    )
+                )
+            continue
+        transforms: list[tuple[Component, str]] = []
+        if derive.launderer is not None:
+            lrc = resolve_component(derive.launderer, "launderer")
+            transforms.append((lrc.build(), f"derive[{i}].launderer"))
+        for j, p in enumerate(derive.perturbations):
+            transforms.append(
+                (resolve_component(p, "perturbation").build(), f"derive[{i}].perturbations[{j}]")
+            )
+        for comp, where in transforms:
+            fingerprints[where] = comp.fingerprint()
+        origins = [it for it in items if it.label in derive.from_]
+        for origin in origins:
+            steps = origin.steps + tuple(
+                Step(c, c.fingerprint(), _item_seed(seed, derive.label, origin.id))
+                for c, _ in transforms
+            )
+            items.append(
+                Item(
+                    id=_unique(f"{derive.label}/{origin.id.split('/', 1)[1]}", seen_ids),
+                    label=derive.label,
+                    source=origin.source,
+                    base_hash=origin.base_hash,
+                    camera=origin.camera,
+                    forced_split=origin.forced_split,
+                    record=origin.record,
+                    steps=steps,
+                    quantize=derive.quantize,
+                    generator=origin.generator,
+                    meta={**origin.meta, "derived_from": origin.id},
+                )
+            )
+    return DataSet(items, skipped, notes, fingerprints)
+
+
+class Materializer:
+    """Turns an :class:`Item` into pixels, caching derived and generated images by content."""
+
+    def __init__(self, cache: ArrayCache, max_pixels: int) -> None:
+        self.cache = cache
+        self.max_pixels = max_pixels
+        self.notes: dict[str, list[str]] = defaultdict(list)
+
+    def base(self, item: Item) -> np.ndarray:
+        if item.generator is not None:
+            key = image_key(item.base_hash, ())
+            cached = self.cache.get("images", key)
+            if cached is not None:
+                return _from_store(cached)
+            gen, s = item.generator
+            pixels = to_array(gen.generate(1, s))
+            if item.quantize:
+                pixels = quantize(pixels)
+            self.cache.put("images", key, _to_store(pixels, item.quantize))
+            return pixels
+        assert item.record is not None
+        return np.asarray(decode_record(item.record, self.max_pixels).pixels)
+
+    def image(self, item: Item) -> np.ndarray:
+        """The item's pixels: HWC float32 in [0, 1]."""
+        if not item.steps:
+            return self.base(item)
+        key = image_key(item.base_hash, item.chain)
+        cached = self.cache.get("images", key)
+        if cached is not None:
+            return _from_store(cached)
+        pixels = self.base(item)
+        for step in item.steps:
+            pixels = self.apply(step, pixels, item)
+        if item.quantize:
+            pixels = quantize(pixels)
+        self.cache.put("images", key, _to_store(pixels, item.quantize))
+        return pixels
+
+    def apply(self, step: Step, pixels: np.ndarray, item: Item) -> np.ndarray:
+        comp = step.component
+        batch = to_tensor(pixels)
+        if isinstance(comp, Launderer):
+            out = comp.launder(batch)
+        elif isinstance(comp, Perturbation):
+            out = comp.apply(batch, np.random.default_rng(step.seed))
+        else:  # pragma: no cover - config validation prevents this
+            raise TypeError(f"{comp!r} cannot transform images")
+        result = to_array(out)
+        if result.shape != pixels.shape:
+            self.notes[item.id].append(
+                f"{comp.name}: {pixels.shape[1]}x{pixels.shape[0]} -> "
+                f"{result.shape[1]}x{result.shape[0]}"
+            )
+        return result
+
+
+def _to_store(pixels: np.ndarray, quantized: bool) -> np.ndarray:
+    return np.clip(np.round(pixels * 255), 0, 255).astype(np.uint8) if quantized else pixels
+
+
+def _from_store(stored: np.ndarray) -> np.ndarray:
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) / np.float32(255.0)
+    return stored.astype(np.float32)
+
+
+def split_by_source(items: list[Item], spec: SplitSpec, seed: int) -> dict[str, str]:
+    """Assign each source to ``train`` or ``test``; a photo and its derived twins share a side.
+
+    Sources are stratified by the set of labels they hold, so every class appears on both sides
+    where it has at least two sources. Records may force a side through their ``split`` field.
+    """
+    rng = np.random.default_rng(spec.seed if spec.seed is not None else seed)
+    side: dict[str, str] = {}
+    labels_of: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        labels_of[it.source].add(it.label)
+        if it.forced_split in ("train", "test") and it.source not in side:
+            side[it.source] = it.forced_split
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for source in sorted(labels_of):
+        if source not in side:
+            strata[tuple(sorted(labels_of[source]))].append(source)
+    for _, sources in sorted(strata.items()):
+        order = rng.permutation(len(sources))
+        n_test = int(round(spec.test_size * len(sources)))
+        if len(sources) >= 2:
+            n_test = min(max(n_test, 1), len(sources) - 1)
+        for rank, idx in enumerate(order):
+            side[sources[idx]] = "test" if rank < n_test else "train"
+    return side

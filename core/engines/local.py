@@ -1,0 +1,143 @@
+"""The local engine: batched, streaming feature extraction in this process.
+
+Images are materialised one at a time and grouped into batches of equal size per extractor, so
+memory holds at most ``batch_size`` images per (extractor, image shape) and does not grow with the
+dataset. Features already in the cache are never recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fzoo.cache import ArrayCache, feature_key
+from fzoo.components import FeatureExtractor
+from fzoo.images import to_tensor
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to featurise: a key for the cache, and how to get its pixels."""
+
+    image_hash: str
+    chain: tuple[str, ...]
+    load: Callable[[], np.ndarray]
+    name: str
+
+
+class ExtractionError(Exception):
+    """An extractor failed on a batch; names the extractor and the images."""
+
+    def __init__(self, message: str, fingerprint: str) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+@dataclass
+class Extracted:
+    """Features by extractor fingerprint (``None`` where an image failed) and why each failed."""
+
+    features: dict[str, list[np.ndarray | None]]
+    failures: dict[str, dict[int, str]]
+
+
+def _run_extractor(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> np.ndarray:
+    import torch
+
+    batch = np.stack(pixels).transpose(0, 3, 1, 2)
+    tensor = torch.from_numpy(np.ascontiguousarray(batch)).float()
+    feats = np.asarray(extractor.extract(tensor), dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[0] != len(pixels):
+        raise ExtractionError(
+            f"feature extractor {extractor.name!r} returned shape {feats.shape} for a batch of "
+            f"{len(pixels)}; expected [{len(pixels)}, D]",
+            extractor.fingerprint(),
+        )
+    return feats
+
+
+def extract_features(
+    jobs: Sequence[Job],
+    extractors: dict[str, FeatureExtractor],
+    cache: ArrayCache,
+    batch_size: int = 16,
+    progress: Callable[[Iterable[Any], str, int | None], Iterable[Any]] | None = None,
+) -> Extracted:
+    """Features of every job for every extractor (by extractor fingerprint), in job order.
+
+    A batch that raises is retried image by image: an image the extractor cannot handle (too
+    small, say) is recorded in ``failures`` with the reason, and the others keep their features.
+    A contract violation (wrong output shape) raises :class:`ExtractionError`.
+    """
+    results: dict[str, list[np.ndarray | None]] = {fp: [None] * len(jobs) for fp in extractors}
+    failures: dict[str, dict[int, str]] = {fp: {} for fp in extractors}
+    missing: list[int] = []
+    for i, job in enumerate(jobs):
+        need = False
+        for fp in extractors:
+            value = cache.get("features", feature_key(job.image_hash, job.chain, fp))
+            if value is None:
+                need = True
+            else:
+                results[fp][i] = value
+        if need:
+            missing.append(i)
+
+    buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, np.ndarray]]] = defaultdict(list)
+
+    def store(fp: str, i: int, row: np.ndarray) -> None:
+        cache.put("features", feature_key(jobs[i].image_hash, jobs[i].chain, fp), row)
+        results[fp][i] = row
+
+    def flush(fp: str, shape: tuple[int, ...]) -> None:
+        entries = buckets.pop((fp, shape), [])
+        if not entries:
+            return
+        extractor = extractors[fp]
+        try:
+            feats = _run_extractor(extractor, [px for _, px in entries])
+        except ExtractionError:
+            raise
+        except Exception:
+            for i, px in entries:  # retry one by one to isolate the images it cannot handle
+                try:
+                    store(fp, i, _run_extractor(extractor, [px])[0])
+                except ExtractionError:
+                    raise
+                except Exception as exc:
+                    failures[fp][i] = f"{extractor.name}: {type(exc).__name__}: {exc}"
+            return
+        for (i, _), row in zip(entries, feats, strict=True):
+            store(fp, i, row)
+
+    iterator: Iterable[int] = missing
+    if progress is not None and missing:
+        iterator = progress(missing, "features", len(missing))
+    for i in iterator:
+        try:
+            pixels = jobs[i].load()
+        except Exception as exc:  # a launderer or perturbation that cannot handle this image
+            for fp in extractors:
+                if results[fp][i] is None:
+                    failures[fp][i] = f"cannot make image: {type(exc).__name__}: {exc}"
+            continue
+        for fp in extractors:
+            if results[fp][i] is not None:
+                continue
+            key = (fp, tuple(pixels.shape))
+            buckets[key].append((i, pixels))
+            if len(buckets[key]) >= batch_size:
+                flush(*key)
+    for key in list(buckets):
+        flush(*key)
+    return Extracted(results, failures)
+
+
+def tensor_batches(images: Iterable[np.ndarray]) -> Iterable[Any]:
+    """Yield 1-image tensors (for learned extractors' ``fit``)."""
+    for px in images:
+        yield to_tensor(px)

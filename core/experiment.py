@@ -1,0 +1,503 @@
+"""Running an experiment, top to bottom as a forensic study reads:
+
+load -> derive -> split -> perturb (conditions) -> extract (cached) -> fit -> predict -> score
+-> report. :func:`run_experiment` does it for every grid cell; cells share the feature cache.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fzoo.cache import ArrayCache, default_cache_dir
+from fzoo.components import Classifier, FeatureExtractor, Perturbation, stable_hash
+from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
+from fzoo.data import DataSet, Item, Materializer, Step, load_items, split_by_source
+from fzoo.engines.local import ExtractionError, Job, extract_features, tensor_batches
+from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
+from fzoo.pipeline import SavedPipeline, save_pipeline
+
+Progress = Callable[[Iterable[Any], str, int | None], Iterable[Any]]
+CLEAN = "clean"
+
+
+def tqdm_progress(iterable: Iterable[Any], desc: str, total: int | None) -> Iterable[Any]:
+    """Progress bar with ETA on stderr (silent when stderr is not a terminal)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
+
+
+@dataclass
+class Condition:
+    """A test-time condition: a name and the perturbation steps it applies."""
+
+    name: str
+    steps: tuple[Step, ...]
+
+
+@dataclass
+class CellResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced; :mod:`fzoo.report` writes it to disk."""
+
+    experiment: ExperimentSpec
+    rows: list[dict[str, Any]]
+    details: list[dict[str, Any]]
+    predictions: list[dict[str, Any]]
+    meta: dict[str, Any]
+    skipped: list[dict[str, str]]
+    notes: dict[str, list[str]]
+    errors: list[str]
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in (
+        "forensic-zoo",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "scikit-image",
+        "torch",
+        "pillow",
+        "pydantic",
+        "diffusers",
+        "timm",
+    ):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _conditions(spec: ExperimentSpec) -> list[Condition]:
+    out = []
+    for cond in spec.conditions:
+        steps = []
+        for p in cond.perturbations:
+            comp = resolve_component(p, "perturbation").build()
+            assert isinstance(comp, Perturbation)
+            steps.append(Step(comp, comp.fingerprint(), 0))
+        out.append(Condition(cond.name, tuple(steps)))
+    return out
+
+
+def _task_target(task: TaskSpec, item: Item) -> str | None:
+    """The label an item has under a task, or None when the item is not part of the task."""
+    value = item.camera if task.target == "camera" else item.label
+    if value is None:
+        return None
+    if task.type == "binary":
+        assert task.positive is not None
+        return _positive_name(task) if value in task.positive else _negative_name(task)
+    if task.classes is not None and value not in task.classes:
+        return None
+    return value
+
+
+def _positive_name(task: TaskSpec) -> str:
+    return "+".join(task.positive or [])
+
+
+def _negative_name(task: TaskSpec) -> str:
+    return "not-" + _positive_name(task)
+
+
+class Runner:
+    """Runs the cells of one experiment against one cache."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        out_dir: Path,
+        cache_dir: Path | None = None,
+        progress: Progress | None = tqdm_progress,
+        log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    ) -> None:
+        self.experiment = experiment
+        self.out_dir = Path(out_dir)
+        spec = experiment.spec
+        root = cache_dir or (Path(spec.cache_dir) if spec.cache_dir else default_cache_dir())
+        self.cache = ArrayCache(root)
+        self.progress = progress
+        self.log = log
+        self._data_memo: dict[str, tuple[DataSet, Materializer]] = {}
+        self.fingerprints: dict[str, dict[str, str]] = {}
+        self.image_skips: list[dict[str, str]] = []
+
+    # ------------------------------------------------------------------ data
+    def data(self, spec: ExperimentSpec) -> tuple[DataSet, Materializer]:
+        key = stable_hash([spec.data.model_dump(mode="json", by_alias=True), spec.seed])
+        if key not in self._data_memo:
+            dataset = load_items(spec.data, spec.seed, self.progress)
+            mat = Materializer(self.cache, spec.data.max_pixels)
+            self._data_memo[key] = (dataset, mat)
+            for s in dataset.skipped:
+                self.log(f"skipped {s.path}: {s.reason}")
+        return self._data_memo[key]
+
+    # ------------------------------------------------------------------ features
+    def _jobs(self, items: list[Item], cond: Condition, mat: Materializer) -> list[Job]:
+        jobs = []
+        for it in items:
+            steps = tuple(
+                Step(s.component, s.fingerprint, int(stable_hash([it.id, cond.name, k], 8), 16))
+                for k, s in enumerate(cond.steps)
+            )
+            chain = it.chain + tuple(f"{s.fingerprint}@{s.seed}" for s in steps)
+
+            def load(it: Item = it, steps: tuple[Step, ...] = steps) -> np.ndarray:
+                pixels = mat.image(it)
+                for step in steps:
+                    pixels = mat.apply(step, pixels, it)
+                return pixels
+
+            jobs.append(Job(it.base_hash, chain, load, it.id))
+        return jobs
+
+    def _fit_extractors(
+        self, extractors: dict[str, FeatureExtractor], train: list[Item], mat: Materializer
+    ) -> dict[str, FeatureExtractor]:
+        """Fit learned extractors on the training split; their cache identity includes it."""
+        out: dict[str, FeatureExtractor] = {}
+        train_id = stable_hash(sorted(f"{it.id}:{it.base_hash}:{it.chain}" for it in train))
+        for fp, ext in extractors.items():
+            if ext.requires_fit:
+                ext.fit(tensor_batches(mat.image(it) for it in train), [it.label for it in train])
+                out[stable_hash([fp, train_id])] = ext
+            else:
+                out[fp] = ext
+        return out
+
+    def features(
+        self,
+        items: list[Item],
+        cond: Condition,
+        extractors: dict[str, FeatureExtractor],
+        mat: Materializer,
+        batch_size: int,
+        failed: dict[str, str],
+    ) -> dict[str, list[np.ndarray | None]]:
+        """Features for ``items`` under ``cond`` (``None`` where an image failed).
+
+        An extractor that fails on every image, or breaks its contract, is recorded in ``failed``
+        (fingerprint -> reason) and the others go on; an image that one extractor cannot handle is
+        reported as skipped for the pipelines that use that extractor.
+        """
+        jobs = self._jobs(items, cond, mat)
+        todo = {fp: e for fp, e in extractors.items() if fp not in failed}
+        while todo:
+            try:
+                got = extract_features(jobs, todo, self.cache, batch_size, self.progress)
+            except ExtractionError as exc:
+                failed[exc.fingerprint] = str(exc)
+                self.log(f"error: {exc}")
+                todo.pop(exc.fingerprint)
+                continue
+            for fp, fails in got.failures.items():
+                if fails and len(fails) == len(jobs):
+                    failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
+                    self.log(f"error: {failed[fp]}")
+                for i, reason in fails.items():
+                    it = items[i]
+                    self.log(f"skipped {it.id} ({cond.name}): {reason}")
+                    self.image_skips.append(
+                        {
+                            "path": _display(it),
+                            "label": it.label,
+                            "condition": cond.name,
+                            "reason": reason,
+                        }
+                    )
+            return got.features
+        return {}
+
+    # ------------------------------------------------------------------ one cell
+    def run_cell(self, cell: Cell) -> CellResult:
+        spec = cell.spec
+        dataset, mat = self.data(spec)
+        side = split_by_source(dataset.items, spec.split, spec.seed)
+        train = [it for it in dataset.items if side[it.source] == "train"]
+        test = [it for it in dataset.items if side[it.source] == "test"]
+        conditions = _conditions(spec)
+        result = CellResult()
+        fps: dict[str, str] = dict(dataset.fingerprints)
+
+        raw_extractors: dict[str, FeatureExtractor] = {}
+        pipe_fps: dict[str, list[str]] = {}
+        for pl in spec.pipelines:
+            pipe_fps[pl.name] = []
+            for j, f in enumerate(pl.features):
+                comp = resolve_component(f, "feature_extractor").build()
+                assert isinstance(comp, FeatureExtractor)
+                fp = comp.fingerprint()
+                raw_extractors.setdefault(fp, comp)
+                pipe_fps[pl.name].append(fp)
+                fps[f"pipelines.{pl.name}.features[{j}]"] = fp
+        fitted = self._fit_extractors(raw_extractors, train, mat)
+        fit_map = {fp: new for new, ext in fitted.items() for fp in [ext.fingerprint()]}
+        for cond in conditions:
+            for k, step in enumerate(cond.steps):
+                fps[f"conditions.{cond.name}[{k}]"] = step.fingerprint
+
+        failed: dict[str, str] = {}
+        batch = spec.engine.batch_size
+        train_feats = self.features(train, Condition(CLEAN, ()), fitted, mat, batch, failed)
+        test_feats = {
+            c.name: self.features(test, c, fitted, mat, batch, failed) for c in conditions
+        }
+
+        for pl in spec.pipelines:
+            fp_list = [fit_map.get(fp, fp) for fp in pipe_fps[pl.name]]
+            bad = [failed[fp] for fp in fp_list if fp in failed]
+            for task in spec.tasks:
+                base_row = {"cell": cell.id, **cell.values, "pipeline": pl.name, "task": task.name}
+                if bad:
+                    result.errors.append(f"{pl.name}/{task.name}: {bad[0]}")
+                    result.rows.append({**base_row, "condition": "*", "error": bad[0]})
+                    continue
+                try:
+                    self._run_task(
+                        cell, pl, task, train, test, train_feats, test_feats, fp_list, fps, result
+                    )
+                except Exception as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self.log(f"error: pipeline {pl.name!r}, task {task.name!r}: {reason}")
+                    result.errors.append(f"{pl.name}/{task.name}: {reason}")
+                    result.rows.append({**base_row, "condition": "*", "error": reason})
+        self.fingerprints[cell.id] = fps
+        return result
+
+    def _run_task(
+        self,
+        cell: Cell,
+        pl: PipelineSpec,
+        task: TaskSpec,
+        train: list[Item],
+        test: list[Item],
+        train_feats: dict[str, list[Any]],
+        test_feats: dict[str, dict[str, list[Any]]],
+        fp_list: list[str],
+        fps: dict[str, str],
+        result: CellResult,
+    ) -> None:
+        def select(
+            items: list[Item], allowed: list[str] | None, feats: dict[str, list[Any]]
+        ) -> tuple[list[int], list[str]]:
+            idx, ys = [], []
+            for i, it in enumerate(items):
+                if allowed is not None and it.label not in allowed:
+                    continue
+                if any(feats[fp][i] is None for fp in fp_list):
+                    continue
+                y = _task_target(task, it)
+                if y is not None:
+                    idx.append(i)
+                    ys.append(y)
+            return idx, ys
+
+        def matrix(feats: dict[str, list[Any]], idx: list[int]) -> np.ndarray:
+            if not idx:
+                return np.zeros((0, 0), dtype=np.float32)
+            return np.concatenate([np.stack([feats[fp][i] for i in idx]) for fp in fp_list], 1)
+
+        tr_idx, y_train = select(train, task.train_on, train_feats)
+        if len(set(y_train)) < 2:
+            raise ValueError(
+                f"the training split has {len(set(y_train))} class(es) {sorted(set(y_train))} "
+                "for this task; a classifier needs at least two"
+            )
+        X_train = matrix(train_feats, tr_idx)
+        clf_rc = resolve_component(pl.classifier, "classifier")
+        clf = clf_rc.build()
+        assert isinstance(clf, Classifier)
+        clf.fit(X_train, y_train)
+        classes = [str(c) for c in clf.classes_]
+        fps[f"pipelines.{pl.name}.classifier"] = clf.fingerprint()
+        positive = _positive_name(task) if task.type == "binary" else None
+        self._save(cell, pl, task, clf, classes, positive, fp_list, fps, len(y_train))
+        for cond_name, feats in test_feats.items():
+            te_idx, y_test = select(test, task.test_on, feats)
+            X_test = matrix(feats, te_idx)
+            proba = clf.predict_proba(X_test) if len(te_idx) else np.zeros((0, len(classes)))
+            pred = [classes[k] for k in np.argmax(proba, axis=1)] if len(te_idx) else []
+            row: dict[str, Any] = {
+                "cell": cell.id,
+                **cell.values,
+                "pipeline": pl.name,
+                "task": task.name,
+                "condition": cond_name,
+                "n_train": len(y_train),
+                "n_test": len(y_test),
+            }
+            detail: dict[str, Any] = {k: row[k] for k in ("cell", "pipeline", "task", "condition")}
+            if len(te_idx) == 0:
+                row["error"] = "no test images for this task"
+                result.rows.append(row)
+                continue
+            if positive is not None:
+                score = proba[:, classes.index(positive)] if positive in classes else proba[:, 0]
+                y_bin = [int(y == positive) for y in y_test]
+                row.update(binary_metrics(y_bin, score, task.threshold))
+                pred = [positive if s >= task.threshold else _negative_name(task) for s in score]
+                labels = [_negative_name(task), positive]
+                detail["roc"] = roc_points(y_bin, score)
+            else:
+                row.update(multiclass_metrics(y_test, proba, classes))
+                labels = sorted(set(classes) | set(y_test))
+            detail["labels"] = labels
+            detail["confusion"] = confusion(y_test, pred, labels)
+            # per original label: how each true label was classified (e.g. laundered-as-pristine)
+            by_label: dict[str, dict[str, int]] = {}
+            for k, i in enumerate(te_idx):
+                by_label.setdefault(test[i].label, {}).setdefault(pred[k], 0)
+                by_label[test[i].label][pred[k]] += 1
+                result.predictions.append(
+                    {
+                        "cell": cell.id,
+                        "pipeline": pl.name,
+                        "task": task.name,
+                        "condition": cond_name,
+                        "item": test[i].id,
+                        "label": test[i].label,
+                        "source": test[i].source,
+                        "camera": test[i].camera or "",
+                        "target": y_test[k],
+                        "predicted": pred[k],
+                        **{
+                            f"p_{c}": round(float(p), 6)
+                            for c, p in zip(classes, proba[k], strict=True)
+                        },
+                    }
+                )
+            detail["by_label"] = by_label
+            result.rows.append(row)
+            result.details.append(detail)
+
+    def _save(
+        self,
+        cell: Cell,
+        pl: PipelineSpec,
+        task: TaskSpec,
+        clf: Classifier,
+        classes: list[str],
+        positive: str | None,
+        fp_list: list[str],
+        fps: dict[str, str],
+        n_train: int,
+    ) -> None:
+        features = [resolve_component(f, "feature_extractor") for f in pl.features]
+        saved = SavedPipeline(
+            pipeline=pl.name,
+            task=task.name,
+            features=[{"name": rc.component, "params": rc.params} for rc in features],
+            feature_fingerprints=fp_list,
+            classifier={
+                "name": resolve_component(pl.classifier, "classifier").component,
+                "params": clf.get_params(),
+            },
+            classes=classes,
+            positive=positive,
+            threshold=task.threshold,
+            n_train=n_train,
+            experiment=self.experiment.spec.name,
+            cell=cell.id,
+        )
+        slug = _slug(cell.id) + "/" if cell.id else ""
+        save_pipeline(self.out_dir / "pipelines" / f"{slug}{pl.name}--{task.name}", saved, clf)
+
+    # ------------------------------------------------------------------ whole run
+    def run(self) -> RunResult:
+        start = time.time()
+        rows: list[dict[str, Any]] = []
+        details: list[dict[str, Any]] = []
+        predictions: list[dict[str, Any]] = []
+        errors: list[str] = []
+        cells = self.experiment.cells
+        for n, cell in enumerate(cells):
+            if len(cells) > 1:
+                self.log(f"[{n + 1}/{len(cells)}] cell {cell.id}")
+            res = self.run_cell(cell)
+            rows += res.rows
+            details += res.details
+            predictions += res.predictions
+            errors += res.errors
+        datasets = list(self._data_memo.values())
+        skipped = [s.__dict__ for ds, _ in datasets for s in ds.skipped] + self.image_skips
+        notes: dict[str, list[str]] = {}
+        for ds, mat in datasets:
+            for k, v in ds.notes.items():
+                notes.setdefault(k, []).extend(v)
+            for k, v in mat.notes.items():
+                notes.setdefault(k, []).extend(sorted(set(v)))
+        spec = self.experiment.spec
+        counts: dict[str, int] = {}
+        for ds, _ in datasets[:1]:
+            for it in ds.items:
+                counts[it.label] = counts.get(it.label, 0) + 1
+        meta = {
+            "experiment": spec.name,
+            "config_file": self.experiment.file,
+            "seed": spec.seed,
+            "split_seed": spec.split.seed if spec.split.seed is not None else spec.seed,
+            "test_size": spec.split.test_size,
+            "grid": spec.grid,
+            "versions": package_versions(),
+            "fingerprints": self.fingerprints,
+            "images_per_class": counts,
+            "cache": {
+                "dir": str(self.cache.root),
+                "hits": self.cache.stats.hits,
+                "misses": self.cache.stats.misses,
+                "writes": self.cache.stats.writes,
+                "by_namespace": self.cache.stats.by_namespace,
+            },
+            "wall_time_s": round(time.time() - start, 2),
+            "platform": platform.platform(),
+        }
+        return RunResult(spec, rows, details, predictions, meta, skipped, notes, errors)
+
+
+def _display(item: Item) -> str:
+    if item.record is not None and not item.steps:
+        return item.record.display
+    return item.id
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+
+
+def run_experiment(
+    experiment: Experiment,
+    out_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = tqdm_progress,
+) -> RunResult:
+    """Run every cell of ``experiment`` and write the report files into ``out_dir``."""
+    from fzoo.report import write_report
+
+    out = Path(out_dir)
+    runner = Runner(experiment, out, Path(cache_dir) if cache_dir else None, progress)
+    result = runner.run()
+    write_report(result, out)
+    return result

@@ -1,0 +1,253 @@
+"""Exact image I/O: decode without resampling or recompression, report every conversion.
+
+Pixels come back as float32 RGB in [0, 1] (HWC numpy, or NCHW tensors through :func:`to_tensor`).
+Conversions that a forensic analyst must know about (grayscale replicated, alpha dropped,
+palette expanded, CMYK converted, 16-bit scaled) are listed in :attr:`DecodedImage.notes`. A file
+that cannot be decoded raises :class:`ImageError` with the reason; the runner reports it and skips
+the file. EXIF orientation is recorded but never applied: the pixels stay in sensor order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
+)
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class ImageError(Exception):
+    """An image could not be decoded; ``reason`` says why in one line."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image: float32 HWC RGB pixels in [0, 1] plus what happened on the way."""
+
+    pixels: np.ndarray
+    bit_depth: int
+    mode: str
+    format: str | None
+    content_hash: str
+    notes: list[str] = field(default_factory=list)
+    exif_orientation: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def _hash_array(arr: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def _png_16bit(raw: bytes) -> tuple[np.ndarray, list[str]] | None:
+    """Decode a 16-bit colour PNG exactly with pypng (Pillow truncates those to 8 bits)."""
+    import png
+
+    reader = png.Reader(bytes=raw)
+    width, height, rows, info = reader.asDirect()
+    if info.get("bitdepth") != 16 or info.get("greyscale"):
+        return None
+    planes = int(info["planes"])
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
+    notes = ["16-bit colour PNG decoded exactly (scaled by 1/65535)"]
+    if planes == 4:
+        notes.append("alpha channel dropped (not composited)")
+    return arr[..., :3], notes
+
+
+def _to_rgb(img: Image.Image, notes: list[str]) -> np.ndarray:
+    mode = img.mode
+    if mode in ("RGB",):
+        return np.asarray(img)
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        notes.append("alpha channel dropped (not composited)")
+        base = img.convert("RGB") if mode != "LA" else img.convert("L")
+        arr = np.asarray(base)
+        return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
+    if mode == "P":
+        has_alpha = "transparency" in img.info
+        notes.append("palette expanded to RGB" + (" (transparency dropped)" if has_alpha else ""))
+        return np.asarray(img.convert("RGB"))
+    if mode in ("L", "1"):
+        notes.append("grayscale replicated to RGB")
+        arr = np.asarray(img.convert("L"))
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        notes.append(f"{mode} grayscale scaled by 1/65535 and replicated to RGB")
+        arr = np.asarray(img, dtype=np.uint32 if mode == "I" else np.uint16)
+        arr = np.clip(arr, 0, 65535).astype(np.uint16)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "F":
+        raise ValueError("floating-point images are not supported")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB (naive, no ICC profile)")
+        return np.asarray(img.convert("RGB"))
+    if mode in ("YCbCr", "LAB", "HSV"):
+        notes.append(f"{mode} converted to RGB")
+        return np.asarray(img.convert("RGB"))
+    raise ValueError(f"unsupported image mode {mode!r}")
+
+
+def decode_bytes(
+    raw: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Decode encoded image bytes exactly; raises :class:`ImageError` with a one-line reason."""
+    if len(raw) == 0:
+        raise ImageError(name, "empty file (0 bytes)")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw))
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    name,
+                    f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
+                    " (possible decompression bomb)",
+                )
+            fmt = img.format
+            n_frames = int(getattr(img, "n_frames", 1))
+            if n_frames > 1:
+                notes.append(f"first of {n_frames} frames used")
+            orientation = img.getexif().get(0x0112)
+            if orientation not in (None, 1):
+                notes.append(f"EXIF orientation {orientation} recorded, not applied")
+            img.load()
+            mode = img.mode
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(name, f"decompression bomb refused: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for broken files
+        reason = str(exc).strip() or type(exc).__name__
+        raise ImageError(name, f"cannot decode: {reason}") from None
+
+    arr: np.ndarray | None = None
+    if fmt == "PNG" and mode in ("RGB", "RGBA") and raw[24:25] == b"\x10":
+        got = _png_16bit(raw)
+        if got is not None:
+            arr, extra = got
+            notes.extend(extra)
+    if arr is None:
+        try:
+            arr = _to_rgb(img, notes)
+        except ValueError as exc:
+            raise ImageError(name, str(exc)) from None
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageError(name, f"unexpected decoded shape {arr.shape}")
+    bit_depth = 16 if arr.dtype == np.uint16 else 8
+    scale = 65535.0 if bit_depth == 16 else 255.0
+    pixels = arr.astype(np.float32) / np.float32(scale)
+    return DecodedImage(
+        pixels=pixels,
+        bit_depth=bit_depth,
+        mode=mode,
+        format=fmt,
+        content_hash=_hash_array(arr),
+        notes=notes,
+        exif_orientation=orientation if isinstance(orientation, int) else None,
+    )
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Read and decode one image file exactly; raises :class:`ImageError` with the reason."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    return decode_bytes(raw, name=name, max_pixels=max_pixels)
+
+
+def hash_pixels(pixels: np.ndarray) -> str:
+    """Content hash of an in-memory image (float32 [0,1] or integer pixels)."""
+    return _hash_array(np.asarray(pixels))
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """HWC float32 [0,1] array -> 1x3xHxW float32 tensor."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))[None].float()
+
+
+def to_array(batch: torch.Tensor) -> np.ndarray:
+    """1x3xHxW (or 3xHxW) tensor -> HWC float32 array."""
+    t = batch[0] if batch.dim() == 4 else batch
+    return np.ascontiguousarray(t.detach().cpu().float().numpy().transpose(1, 2, 0))
+
+
+def quantize(pixels: np.ndarray) -> np.ndarray:
+    """Round float [0,1] pixels to 8 bits and back, as saving a PNG does."""
+    return (np.clip(np.round(pixels * 255.0), 0, 255) / 255.0).astype(np.float32)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """float [0,1] HWC -> uint8 HWC with rounding."""
+    return np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
+
+
+def fit_to_multiple(
+    pixels: np.ndarray, multiple: int, mode: Literal["crop", "pad"] = "crop"
+) -> tuple[np.ndarray, str | None]:
+    """Crop (top-left anchored) or reflect-pad an HWC image so both sides are multiples.
+
+    Never resamples. Returns the new pixels and a note describing the change (None if none).
+    """
+    h, w = pixels.shape[:2]
+    if multiple <= 1 or (h % multiple == 0 and w % multiple == 0):
+        return pixels, None
+    if mode == "crop":
+        nh, nw = (h // multiple) * multiple, (w // multiple) * multiple
+        if nh == 0 or nw == 0:
+            raise ValueError(f"{w}x{h} image is smaller than the multiple {multiple}; cannot crop")
+        return pixels[:nh, :nw], f"cropped {w}x{h} -> {nw}x{nh} (multiple of {multiple})"
+    nh, nw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    padded = np.pad(pixels, ((0, nh - h), (0, nw - w), (0, 0)), mode="edge")
+    return padded, f"padded {w}x{h} -> {nw}x{nh} (edge, multiple of {multiple})"
+
+
+def write_png(path: str | os.PathLike[str], pixels: np.ndarray, overwrite: bool = False) -> None:
+    """Write an 8-bit lossless PNG atomically; refuses to overwrite unless asked."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; refusing to overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(to_uint8(pixels)).save(fh, format="PNG")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_image_path(path: Path) -> bool:
+    """True when the file extension is one fzoo treats as an image."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS

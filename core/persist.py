@@ -1,0 +1,47 @@
+"""Saving fitted estimators without pickle: skops files loaded with an explicit trust list."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TRUSTED_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class UntrustedStateError(Exception):
+    """A saved model contains types outside the trusted list; it is refused, not loaded."""
+
+
+def save_estimator(estimator: Any, path: Path) -> None:
+    """Write ``estimator`` to ``path`` in skops format, atomically."""
+    import skops.io as sio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".skops")
+    os.close(fd)
+    try:
+        sio.dump(estimator, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_estimator(path: Path, extra_trusted: tuple[str, ...] = ()) -> Any:
+    """Load a skops file, trusting only sklearn/numpy/scipy types (plus ``extra_trusted``).
+
+    Raises :class:`UntrustedStateError` naming the offending types instead of executing anything.
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    prefixes = TRUSTED_PREFIXES + tuple(extra_trusted)
+    refused = [t for t in untrusted if not t.startswith(prefixes)]
+    if refused:
+        raise UntrustedStateError(
+            f"{path}: refusing to load untrusted types {refused}; "
+            "only scikit-learn/numpy/scipy types are trusted"
+        )
+    return sio.load(path, trusted=list(untrusted))

@@ -1,0 +1,171 @@
+"""Writing a run's results: results.csv, results.json, predictions.csv and report.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fzoo.metrics import METRIC_NAMES
+
+if TYPE_CHECKING:
+    from fzoo.experiment import RunResult
+
+REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    """Indented JSON with NaN written as null."""
+    return json.dumps(_clean(obj), indent=2, default=str)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt_csv(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _fmt_csv(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A GitHub-flavoured Markdown table of ``columns``."""
+    head = "| " + " | ".join(columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def render_markdown(result: RunResult) -> str:
+    meta = result.meta
+    spec = result.experiment
+    lines = [f"# fzoo report: {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [
+        f"- config: `{meta['config_file']}`",
+        f"- seed: {meta['seed']} (split seed {meta['split_seed']}, test size {meta['test_size']})",
+        f"- images per class: {meta['images_per_class']}",
+        f"- feature cache: {meta['cache']['hits']} hits, {meta['cache']['misses']} misses "
+        f"({meta['cache']['dir']})",
+        f"- wall time: {meta['wall_time_s']} s",
+        "",
+    ]
+    grid_cols = list(spec.grid)
+    ok = [r for r in result.rows if "error" not in r]
+    for task in dict.fromkeys(r["task"] for r in result.rows):
+        lines += [f"## Task `{task}`", ""]
+        task_rows = sorted(
+            (r for r in ok if r["task"] == task),
+            key=lambda r: (
+                r["condition"],
+                -(r.get("auc") or 0) if r.get("auc") == r.get("auc") else 0,
+            ),
+        )
+        cols = [*grid_cols, "pipeline", "condition", "n_train", "n_test", *METRIC_NAMES]
+        lines += [markdown_table(task_rows, cols), ""]
+        for d in result.details:
+            if d["task"] != task or d["condition"] != "clean":
+                continue
+            labels = d["labels"]
+            lines += [f"Confusion (pipeline `{d['pipeline']}`{_cell(d)}, clean; rows = true):", ""]
+            cm_rows = [
+                {"true": lab, **{p: n for p, n in zip(labels, row, strict=True)}}
+                for lab, row in zip(labels, d["confusion"], strict=True)
+            ]
+            lines += [markdown_table(cm_rows, ["true", *labels]), ""]
+    failed = [r for r in result.rows if "error" in r]
+    if failed:
+        lines += ["## Failed cells", ""]
+        lines += [
+            markdown_table(failed, [*grid_cols, "pipeline", "task", "condition", "error"]),
+            "",
+        ]
+    lines += ["## Skipped files", ""]
+    if result.skipped:
+        lines += [markdown_table(result.skipped, ["path", "label", "reason"]), ""]
+    else:
+        lines += ["None.", ""]
+    if result.notes:
+        lines += ["## Conversions and size changes", ""]
+        note_rows = [{"image": k, "note": "; ".join(v)} for k, v in sorted(result.notes.items())]
+        lines += [markdown_table(note_rows, ["image", "note"]), ""]
+    lines += ["## Versions", ""]
+    lines += [markdown_table([meta["versions"]], list(meta["versions"])), ""]
+    return "\n".join(lines)
+
+
+def _cell(d: dict[str, Any]) -> str:
+    return f", cell {d['cell']}" if d.get("cell") else ""
+
+
+def write_report(result: RunResult, out_dir: Path) -> list[Path]:
+    """Write every report file into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "meta": result.meta,
+        "rows": result.rows,
+        "details": result.details,
+        "skipped": result.skipped,
+        "notes": result.notes,
+        "errors": result.errors,
+        "config": result.experiment.model_dump(mode="json", by_alias=True),
+    }
+    files = {
+        "results.csv": _csv(result.rows),
+        "results.json": to_json(payload),
+        "predictions.csv": _csv(result.predictions),
+        "report.md": render_markdown(result),
+    }
+    paths = []
+    for name, text in files.items():
+        atomic_write_text(out_dir / name, text)
+        paths.append(out_dir / name)
+    return paths

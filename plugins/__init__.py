@@ -1,0 +1,1 @@
+"""Built-in fzoo plugins, written only against the public ``fzoo`` API."""

@@ -1,0 +1,120 @@
+"""The ``folder`` dataset: ``root/<class>/**/<image>``, the label is the first-level folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import Field
+
+import fzoo
+
+
+class FolderDataset(fzoo.Dataset):
+    """Images under ``root/<class>/``, labelled by the class folder's name.
+
+    ``source`` is the path relative to the class folder without its extension, so
+    ``root/pristine/a.png`` and ``root/laundered/a.png`` share the source ``a`` and are never
+    split between train and test. Classes come in sorted order (or the order of ``labels``) and
+    files in sorted order of their relative path. Only image extensions are listed; a file with
+    an image extension is yielded even if it is corrupt (the runner decodes and reports it).
+    Names starting with ``.`` are skipped, as are files directly in ``root``. Symbolic links to
+    files are listed; symbolic links to folders (class folders included) are entered only with
+    ``follow_symlinks``, and then every real folder is entered at most once (no loops).
+    """
+
+    name = "folder"
+    description = "Images in root/<class>/**: label = class folder, source = relative path"
+    version = "1"
+
+    class Params(fzoo.Params):
+        root: Path = Field(..., description="Folder holding one sub-folder per class.")
+        labels: tuple[str, ...] | None = Field(
+            None,
+            min_length=1,
+            description="Class folders to use, in this order; null: every class folder, sorted.",
+        )
+        recursive: bool = Field(True, description="Descend into sub-folders of each class folder.")
+        follow_symlinks: bool = Field(
+            False, description="Enter symbolically linked folders (each real folder once)."
+        )
+
+    params: Params
+
+    def _root(self) -> Path:
+        root = Path(self.params.root).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"folder dataset: root {str(root)!r} does not exist")
+        if not root.is_dir():
+            raise ValueError(f"folder dataset: root {str(root)!r} is not a folder")
+        return root
+
+    def class_folders(self) -> list[tuple[str, Path]]:
+        """``(label, folder)`` pairs, in the order the records come."""
+        root = self._root()
+        found: dict[str, Path] = {}
+        skipped_links: list[str] = []
+        with os.scandir(root) as it:
+            for entry in it:
+                if entry.name.startswith(".") or not entry.is_dir():
+                    continue
+                if entry.is_symlink() and not self.params.follow_symlinks:
+                    skipped_links.append(entry.name)
+                    continue
+                found[entry.name] = Path(entry.path)
+        hint = (
+            f"; symlinked folders {sorted(skipped_links)} are skipped unless follow_symlinks"
+            if skipped_links
+            else ""
+        )
+        if self.params.labels is not None:
+            repeated = sorted({x for x in self.params.labels if self.params.labels.count(x) > 1})
+            if repeated:
+                raise ValueError(f"folder dataset: labels repeated in 'labels': {repeated}")
+            missing = [label for label in self.params.labels if label not in found]
+            if missing:
+                raise ValueError(
+                    f"folder dataset: no class folder for label(s) {missing} in {str(root)!r}; "
+                    f"class folders: {sorted(found)}{hint}"
+                )
+            return [(label, found[label]) for label in self.params.labels]
+        if not found:
+            raise ValueError(
+                f"folder dataset: no class folders in {str(root)!r} "
+                f"(expected root/<class>/<image>){hint}"
+            )
+        return sorted(found.items())
+
+    def _files(self, folder: Path) -> list[str]:
+        """Relative POSIX paths of the image files under ``folder``, sorted."""
+        out: list[str] = []
+        visited: set[str] = {os.path.realpath(folder)}
+        stack: list[tuple[Path, str]] = [(folder, "")]
+        while stack:
+            current, prefix = stack.pop()
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir():
+                    if not self.params.recursive:
+                        continue
+                    if entry.is_symlink() and not self.params.follow_symlinks:
+                        continue
+                    real = os.path.realpath(entry.path)
+                    if real in visited:  # a symlink loop, or a second way into one folder
+                        continue
+                    visited.add(real)
+                    stack.append((Path(entry.path), f"{rel}/"))
+                elif fzoo.is_image_path(Path(entry.name)):
+                    out.append(rel)
+        return sorted(out)
+
+    def records(self) -> Iterator[fzoo.Record]:
+        for label, folder in self.class_folders():
+            for rel in self._files(folder):
+                stem, _ = os.path.splitext(rel)
+                yield fzoo.Record(label=label, source=stem, path=str(folder / rel))
