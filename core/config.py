@@ -290,13 +290,25 @@ def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> l
 
 
 def _resolve_path(data: Any, dotted: str) -> tuple[Path_, Any]:
-    """Walk ``a.b.name.c`` through dicts (keys), lists (index or item ``name``)."""
+    """Walk ``a.b.name.c`` through dicts (keys), lists (index or item ``name``).
+
+    Missing mapping keys are created (``classifier.params.C`` on a classifier without params), and
+    a component given by name alone (``classifier: svm``) becomes ``{name: svm}``; the expanded
+    cell is validated afterwards, so a misspelled key is still reported.
+    """
     cur = data
     path: list[str | int] = []
-    for part in dotted.split("."):
+    parts = dotted.split(".")
+    for n, part in enumerate(parts):
+        if isinstance(cur, str) and part in ("name", "params") and path:
+            _set_path(data, tuple(path), {"name": cur})
+            cur = _get_path(data, tuple(path))
         if isinstance(cur, dict):
             if part not in cur:
-                raise KeyError(f"no key {part!r} at {'.'.join(map(str, path)) or 'top level'}")
+                if n == len(parts) - 1:
+                    path.append(part)
+                    return tuple(path), None
+                cur[part] = {}
             path.append(part)
             cur = cur[part]
         elif isinstance(cur, list):
@@ -312,6 +324,13 @@ def _resolve_path(data: Any, dotted: str) -> tuple[Path_, Any]:
         else:
             raise KeyError(f"cannot descend into {type(cur).__name__} at {part!r}")
     return tuple(path), cur
+
+
+def _get_path(data: Any, path: Path_) -> Any:
+    cur = data
+    for p in path:
+        cur = cur[p]
+    return cur
 
 
 def _set_path(data: Any, path: Path_, value: Any) -> None:

@@ -121,9 +121,8 @@ def load_items(
             skipped.append(Skipped(record.display, record.label, exc.reason))
             continue
         per_class[record.label] += 1
-        item_id = _unique(
-            f"{record.label}/{record.meta.get('name') or record.path or record.source}", seen_ids
-        )
+        key = record.meta.get("name") or record.source
+        item_id = _unique(f"{record.label}/{key}", seen_ids)
         if decoded.notes:
             notes[record.display] = list(decoded.notes)
         items.append(

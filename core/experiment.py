@@ -219,15 +219,15 @@ class Runner:
                     self.log(f"error: {failed[fp]}")
                 for i, reason in fails.items():
                     it = items[i]
-                    self.log(f"skipped {it.id} ({cond.name}): {reason}")
-                    self.image_skips.append(
-                        {
-                            "path": _display(it),
-                            "label": it.label,
-                            "condition": cond.name,
-                            "reason": reason,
-                        }
-                    )
+                    entry = {
+                        "path": _display(it),
+                        "label": it.label,
+                        "condition": cond.name,
+                        "reason": reason,
+                    }
+                    if entry not in self.image_skips:  # grid cells meet the same images again
+                        self.log(f"skipped {it.id} ({cond.name}): {reason}")
+                        self.image_skips.append(entry)
             return got.features
         return {}
 

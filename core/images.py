@@ -145,6 +145,8 @@ def decode_bytes(
         raise ImageError(name, f"decompression bomb refused: {exc}") from None
     except Exception as exc:  # Pillow raises many types for broken files
         reason = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):
+            reason = "not a recognised image format"
         raise ImageError(name, f"cannot decode: {reason}") from None
 
     arr: np.ndarray | None = None

@@ -63,7 +63,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def _fmt_csv(value: Any) -> Any:
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6f}"
+        return "" if math.isnan(value) else repr(round(value, 6))
     return value
 
 

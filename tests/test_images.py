@@ -75,7 +75,11 @@ def test_rgba_drops_alpha_without_compositing(odd):
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("zero.png", "empty file"), ("truncated.jpg", "cannot decode"), ("notes.png", "cannot")],
+    [
+        ("zero.png", "empty file"),
+        ("truncated.jpg", "cannot decode"),
+        ("notes.png", "not a recognised image format"),
+    ],
 )
 def test_broken_files_raise_with_reason(odd, name, reason):
     folder, _ = odd

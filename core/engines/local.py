@@ -37,6 +37,10 @@ class ExtractionError(Exception):
         self.fingerprint = fingerprint
 
 
+def _key(job: Job, fp: str) -> str:
+    return feature_key(job.image_hash, job.chain, fp)
+
+
 @dataclass
 class Extracted:
     """Features by extractor fingerprint (``None`` where an image failed) and why each failed."""
@@ -82,6 +86,8 @@ def extract_features(
             value = cache.get("features", feature_key(job.image_hash, job.chain, fp))
             if value is None:
                 need = True
+            elif value.dtype.kind == "U":  # a failure recorded by an earlier run
+                failures[fp][i] = str(value.reshape(-1)[0])
             else:
                 results[fp][i] = value
         if need:
@@ -90,7 +96,7 @@ def extract_features(
     buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, np.ndarray]]] = defaultdict(list)
 
     def store(fp: str, i: int, row: np.ndarray) -> None:
-        cache.put("features", feature_key(jobs[i].image_hash, jobs[i].chain, fp), row)
+        cache.put("features", _key(jobs[i], fp), row)
         results[fp][i] = row
 
     def flush(fp: str, shape: tuple[int, ...]) -> None:
@@ -109,7 +115,12 @@ def extract_features(
                 except ExtractionError:
                     raise
                 except Exception as exc:
-                    failures[fp][i] = f"{extractor.name}: {type(exc).__name__}: {exc}"
+                    text = str(exc) or type(exc).__name__
+                    prefix = "" if text.startswith(extractor.name) else f"{extractor.name}: "
+                    failures[fp][i] = prefix + text
+                    # remembered, so a re-run does not try again (the image and extractor are
+                    # the same by construction of the key)
+                    cache.put("features", _key(jobs[i], fp), np.array(failures[fp][i]))
             return
         for (i, _), row in zip(entries, feats, strict=True):
             store(fp, i, row)
@@ -126,7 +137,7 @@ def extract_features(
                     failures[fp][i] = f"cannot make image: {type(exc).__name__}: {exc}"
             continue
         for fp in extractors:
-            if results[fp][i] is not None:
+            if results[fp][i] is not None or i in failures[fp]:
                 continue
             key = (fp, tuple(pixels.shape))
             buckets[key].append((i, pixels))

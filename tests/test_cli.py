@@ -1,0 +1,136 @@
+"""The fzoo command line, on real images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fzoo.cli import main
+
+from .conftest import make_class_folder, write_odd_images
+
+BUILTINS = {"frequency", "sklearn", "perturbations", "datasets"}
+
+
+def run_json(capsys, argv: list[str]):
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_plugins_json_lists_builtins(capsys):
+    code, plugins = run_json(capsys, ["plugins", "--json"])
+    assert code == 0
+    by_name = {p["name"]: p for p in plugins}
+    assert set(by_name) >= BUILTINS
+    freq = by_name["frequency"]
+    assert freq["source"] == "builtin" and freq["error"] is None
+    assert set(freq["components"]["feature_extractor"]) == {
+        "fft-spectrum",
+        "dct-spectrum",
+        "residual-fingerprint",
+    }
+    assert "fzoo_register_feature_extractors" in freq["hooks"]
+
+
+def test_list_shows_params_and_presets(capsys):
+    code, listing = run_json(capsys, ["list", "--json"])
+    assert code == 0
+    fft = next(c for c in listing["feature_extractor"] if c["name"] == "fft-spectrum")
+    assert fft["plugin"] == "frequency" and fft["params"]["bins"]["default"] == 64
+    assert "Durall" in fft["description"]
+    assert any(p["name"] == "jpeg-75" for p in listing["preset"])
+    assert any(e["name"] == "skimage-demo" for e in listing["experiment"])
+    code, only = run_json(capsys, ["list", "classifiers", "--json"])
+    assert list(only) == ["classifier"]
+    assert main(["list", "nonsense"]) == 2
+
+
+def test_list_text(capsys):
+    assert main(["list", "perturbation"]) == 0
+    out = capsys.readouterr().out
+    assert "jpeg [perturbations]" in out and "quality: integer = 75" in out
+
+
+@pytest.mark.parametrize("cmd", ["plugins", "list", "validate", "run", "extract", "detect"])
+def test_every_command_has_help(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([cmd, "--help"])
+    assert info.value.code == 0
+    assert "usage: fzoo" in capsys.readouterr().out
+
+
+def test_extract_writes_features_and_skips_bad_files(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    write_odd_images(folder)
+    out = tmp_path / "f.npz"
+    code = main(["extract", "--extractor", "dct-spectrum", "--param", "size=4", "--out", str(out),
+                 "--json", str(folder)])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    with np.load(out) as data:
+        feats, paths = data["features"], data["paths"]
+    assert feats.shape == (summary["n"], 16) and len(paths) == summary["n"]
+    skipped = {Path(s["path"]).name for s in summary["skipped"]}
+    assert skipped == {"zero.png", "truncated.jpg", "notes.png"}
+    assert np.isfinite(feats).all()
+    # never overwrites without being asked
+    assert main(["extract", "--extractor", "fft-spectrum", "--out", str(out), str(folder)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_extract_unknown_extractor_suggests(tmp_path, capsys):
+    code = main(["extract", "--extractor", "fft-spectra", "--out", str(tmp_path / "x.npz"), "."])
+    assert code == 2
+    assert "did you mean 'fft-spectrum'" in capsys.readouterr().err
+
+
+def test_run_then_detect(tmp_path, capsys):
+    root = make_class_folder(tmp_path / "imgs")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"""\
+name: cli
+data:
+  dataset: {{name: folder, params: {{root: "{root}"}}}}
+pipelines:
+  - name: dct
+    features: [{{name: dct-spectrum, params: {{size: 8}}}}]
+    classifier: logistic-regression
+tasks:
+  - {{name: proc, type: binary, positive: [processed]}}
+"""
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(exp), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "wrote" in text and "dct" in text
+    pipe = out / "pipelines" / "dct--proc"
+    assert (pipe / "pipeline.json").exists() and (pipe / "estimator.skops").exists()
+
+    images = (
+        sorted((root / "processed").glob("*.png"))[:3]
+        + sorted((root / "pristine").glob("*.png"))[:3]
+    )
+    assert main(["detect", "--pipeline", str(pipe), *map(str, images)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["path"]) for r in lines] == images
+    for r in lines:
+        assert set(r["probabilities"]) == {"processed", "not-processed"}
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-6
+        assert r["predicted"] in r["probabilities"]
+
+    assert main(["detect", "--pipeline", str(tmp_path), str(images[0])]) == 2
+    assert "not a saved pipeline" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    exe = Path(sys.executable).parent / "fzoo"
+    proc = subprocess.run([str(exe), "plugins"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "frequency (builtin)" in proc.stdout
