@@ -18,6 +18,7 @@ from fzoo.components import (
     Record,
     stable_hash,
 )
+from fzoo.config import create_component
 from fzoo.hookspecs import hookimpl
 from fzoo.images import (
     DecodedImage,
@@ -30,6 +31,16 @@ from fzoo.images import (
     to_array,
     to_tensor,
 )
+from fzoo.weights import (
+    ResolvedWeights,
+    WeightsError,
+    WeightsIntegrityError,
+    WeightsNotFoundError,
+    verify_sha256,
+    verify_sums,
+    weight_hashes,
+)
+from fzoo.weights import resolve as resolve_weights
 
 __version__ = "0.1.0"
 
@@ -45,14 +56,23 @@ __all__ = [
     "Params",
     "Perturbation",
     "Record",
+    "ResolvedWeights",
+    "WeightsError",
+    "WeightsIntegrityError",
+    "WeightsNotFoundError",
     "__version__",
+    "create_component",
     "decode_bytes",
     "fit_to_multiple",
     "hookimpl",
     "is_image_path",
     "load_image",
     "quantize",
+    "resolve_weights",
     "stable_hash",
     "to_array",
     "to_tensor",
+    "verify_sha256",
+    "verify_sums",
+    "weight_hashes",
 ]

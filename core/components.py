@@ -62,6 +62,15 @@ class Component:
         """sha256 of every weight file this component uses (empty when it has none)."""
         return {}
 
+    def note(self, message: str) -> None:
+        """Record something the results must mention (e.g. an image cropped to a multiple of 8)."""
+        self.__dict__.setdefault("_notes", []).append(message)
+
+    def pop_notes(self) -> list[str]:
+        """Return and clear the notes recorded since the last call (the runner reports them)."""
+        notes: list[str] = self.__dict__.pop("_notes", [])
+        return notes
+
     def fingerprint(self) -> str:
         """Stable hash of class, version, parameters and weight hashes: the cache identity."""
         cls = type(self)
@@ -96,12 +105,21 @@ class Launderer(Component):
 
 
 class Generator(Component):
-    """A source of fully synthetic images."""
+    """A source of fully synthetic images.
+
+    ``generate(n, seed)`` samples from noise. Generators that can also re-synthesise a given image
+    (img2img: the image's latent partly noised, then denoised) set ``supports_img2img`` and
+    implement ``img2img(batch, seed)``; a derived class with ``from:`` uses that.
+    """
 
     kind = "generator"
+    supports_img2img: ClassVar[bool] = False
 
     def generate(self, n: int, seed: int) -> torch.Tensor:
         raise NotImplementedError
+
+    def img2img(self, batch: torch.Tensor, seed: int) -> torch.Tensor:
+        raise NotImplementedError(f"generator {self.name!r} does not support img2img")
 
 
 class Perturbation(Component):

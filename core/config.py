@@ -178,10 +178,17 @@ class DeriveSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> DeriveSpec:
         if self.generator is not None:
-            if self.launderer is not None or self.from_:
-                raise ValueError("a generated class takes 'generator' and 'n', not 'from'")
-            if self.n is None:
-                raise ValueError("a generated class needs 'n' (how many images)")
+            if self.launderer is not None:
+                raise ValueError("a derived class takes a 'generator' or a 'launderer', not both")
+            if self.from_ and self.n is not None:
+                raise ValueError(
+                    "'from' with a generator means img2img from those images; 'n' is for "
+                    "generating from noise: give one of them"
+                )
+            if not self.from_ and self.n is None:
+                raise ValueError(
+                    "a generated class needs 'n' (how many images) or 'from' (img2img)"
+                )
         else:
             if not self.from_:
                 raise ValueError("a derived class needs 'from' (the labels it is made from)")
@@ -562,3 +569,13 @@ def load_experiment(path_or_name: str | Path) -> Experiment:
         )
     _, located = load_yaml(p)
     return validate_data(located.data, located)
+
+
+def create_component(kind: str, name: str, **params: Any) -> Any:
+    """Build a component by registered name or preset, like ``timm.create_model``.
+
+    ``kind`` is one of ``launderer``, ``feature_extractor``, ``classifier``, ``perturbation``,
+    ``generator``, ``dataset``. Preset parameters are merged with ``params``. Plugins use this to
+    compose other components (e.g. a reconstruction feature built on any launderer).
+    """
+    return resolve_component(ComponentSpec(name=name, params=params), kind).build()

@@ -139,7 +139,7 @@ def load_items(
         )
 
     for i, derive in enumerate(spec.derive):
-        if derive.generator is not None:
+        if derive.generator is not None and not derive.from_:
             rc = resolve_component(derive.generator, "generator")
             gen = rc.build()
             assert isinstance(gen, Generator)
@@ -160,6 +160,13 @@ def load_items(
                 )
             continue
         transforms: list[tuple[Component, str]] = []
+        if derive.generator is not None:  # img2img from the images of 'from'
+            grc = resolve_component(derive.generator, "generator")
+            gen = grc.build()
+            assert isinstance(gen, Generator)
+            if not gen.supports_img2img:
+                raise ValueError(f"generator {grc.component!r} does not support img2img ('from')")
+            transforms.append((gen, f"derive[{i}].generator"))
         if derive.launderer is not None:
             lrc = resolve_component(derive.launderer, "launderer")
             transforms.append((lrc.build(), f"derive[{i}].launderer"))
@@ -239,9 +246,12 @@ class Materializer:
             out = comp.launder(batch)
         elif isinstance(comp, Perturbation):
             out = comp.apply(batch, np.random.default_rng(step.seed))
+        elif isinstance(comp, Generator):
+            out = comp.img2img(batch, step.seed)
         else:  # pragma: no cover - config validation prevents this
             raise TypeError(f"{comp!r} cannot transform images")
         result = to_array(out)
+        self.notes[item.id].extend(f"{comp.name}: {n}" for n in comp.pop_notes())
         if result.shape != pixels.shape:
             self.notes[item.id].append(
                 f"{comp.name}: {pixels.shape[1]}x{pixels.shape[0]} -> "
