@@ -217,7 +217,7 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 def fit_to_multiple(
     pixels: np.ndarray, multiple: int, mode: Literal["crop", "pad"] = "crop"
 ) -> tuple[np.ndarray, str | None]:
-    """Crop (top-left anchored) or reflect-pad an HWC image so both sides are multiples.
+    """Crop (top-left anchored) or edge-pad an HWC image so both sides are multiples.
 
     Never resamples. Returns the new pixels and a note describing the change (None if none).
     """

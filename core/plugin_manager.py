@@ -165,10 +165,18 @@ def get_plugin_manager() -> pluggy.PluginManager:
         _pm = pm
         return _pm
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in blocked or pm.get_plugin(ep.name) is not None:
+        if ep.name in blocked:
             continue
         dist = ep.dist
         source = f"{dist.name} {dist.version}" if dist is not None else ep.value
+        if pm.get_plugin(ep.name) is not None:
+            _failures[f"{ep.name} ({source})"] = PluginInfo(
+                name=ep.name,
+                source=source,
+                error=f"plugin name {ep.name!r} is already used by {_sources.get(ep.name)!r}; "
+                "not loaded (rename the entry point)",
+            )
+            continue
         try:
             pm.register(ep.load(), name=ep.name)
             _sources[ep.name] = source
@@ -196,14 +204,29 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     owners: dict[tuple[str, str], str] = {}
     presets: dict[str, Preset] = {}
     infos: dict[str, PluginInfo] = {}
-    for plugin in pm.get_plugins():
+    order = {_builtin_name(m): i for i, m in enumerate(DEFAULT_PLUGINS)}
+    plugins = sorted(
+        pm.get_plugins(), key=lambda p: (order.get(pm.get_name(p) or "", 99), pm.get_name(p) or "")
+    )
+    for plugin in plugins:
         name = pm.get_name(plugin) or repr(plugin)
         infos[name] = PluginInfo(name=name, source=_sources.get(name, "registered at runtime"))
-        infos[name].hooks = sorted(
-            impl_name
-            for impl_name in {*HOOK_OF_KIND.values(), "fzoo_register_presets"}
-            if hasattr(plugin, impl_name)
-        )
+        known = {*HOOK_OF_KIND.values(), "fzoo_register_presets"}
+        callers = {hc.name for hc in pm.get_hookcallers(plugin) or []}
+        infos[name].hooks = sorted(callers & known)
+        attrs = {a for a in dir(plugin) if a.startswith("fzoo_")}
+        unknown = sorted((attrs | callers) - set(infos[name].hooks))
+        if unknown:  # a typo in a hook name, or a hook function without @fzoo.hookimpl
+            hints = []
+            for a in unknown:
+                close = difflib.get_close_matches(a, sorted(known), 1)
+                hint = f"{a!r}"
+                if a in known:
+                    hint += " (missing @fzoo.hookimpl?)"
+                elif close:
+                    hint += f" (did you mean {close[0]!r}?)"
+                hints.append(hint)
+            infos[name].error = f"not hook implementations: {', '.join(hints)}"
     infos.update({n: i for n, i in _failures.items()})
 
     for kind, hook_name in HOOK_OF_KIND.items():
@@ -294,7 +317,13 @@ def register_plugin(plugin: object, name: str) -> None:
     pm = get_plugin_manager()
     pm.register(plugin, name=name)
     _sources[name] = "registered at runtime"
-    get_registry(refresh=True)
+    try:
+        get_registry(refresh=True)
+    except BaseException:
+        pm.unregister(plugin)
+        _sources.pop(name, None)
+        get_registry(refresh=True)
+        raise
 
 
 def unregister_plugin(name: str) -> None:
