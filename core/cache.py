@@ -8,13 +8,13 @@ run killed at any point leaves only complete entries behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fzoo.components import stable_hash
+from fzoo.fsutil import atomic_writer
 
 
 def default_cache_dir() -> Path:
@@ -79,14 +79,6 @@ class ArrayCache:
     def put(self, namespace: str, key: str, value: np.ndarray) -> None:
         if not self.enabled:
             return
-        path = self._path(namespace, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(value), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(self._path(namespace, key)) as fh:
+            np.save(fh, np.asarray(value), allow_pickle=False)
         self.stats.writes += 1

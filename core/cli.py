@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     else:
         ok = [r for r in result.rows if "error" not in r]
-        print(f"wrote {out}/report.md, results.csv, results.json, predictions.csv")
+        print(f"wrote {out}/report.html, report.md, results.csv, results.json, predictions.csv")
         print(
             f"{len(ok)} result rows, {len(result.skipped)} skipped files, "
             f"{len(result.errors)} errors; feature cache: {result.meta['cache']['hits']} hits, "

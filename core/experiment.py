@@ -21,6 +21,7 @@ from fzoo.components import Classifier, FeatureExtractor, Perturbation, stable_h
 from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
 from fzoo.data import DataSet, Item, Materializer, Step, load_items, split_by_source
 from fzoo.engines.local import ExtractionError, Job, extract_features, tensor_batches
+from fzoo.gallery import collect_gallery
 from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
 from fzoo.pipeline import SavedPipeline, save_pipeline
 
@@ -63,6 +64,7 @@ class RunResult:
     skipped: list[dict[str, str]]
     notes: dict[str, list[str]]
     errors: list[str]
+    gallery: dict[str, Any] = field(default_factory=dict)
 
 
 def package_versions() -> dict[str, str]:
@@ -132,6 +134,7 @@ class Runner:
         cache_dir: Path | None = None,
         progress: Progress | None = tqdm_progress,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+        gallery: bool = True,
     ) -> None:
         self.experiment = experiment
         self.out_dir = Path(out_dir)
@@ -140,6 +143,7 @@ class Runner:
         self.cache = ArrayCache(root)
         self.progress = progress
         self.log = log
+        self.gallery = gallery
         self._data_memo: dict[str, tuple[DataSet, Materializer]] = {}
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.image_skips: list[dict[str, str]] = []
@@ -474,7 +478,11 @@ class Runner:
             "wall_time_s": round(time.time() - start, 2),
             "platform": platform.platform(),
         }
-        return RunResult(spec, rows, details, predictions, meta, skipped, notes, errors)
+        gallery: dict[str, Any] = {}
+        if self.gallery and datasets:
+            ds, mat = datasets[0]
+            gallery = collect_gallery(ds.items, mat)
+        return RunResult(spec, rows, details, predictions, meta, skipped, notes, errors, gallery)
 
 
 def _display(item: Item) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,18 +235,10 @@ def fit_to_multiple(
 
 def write_png(path: str | os.PathLike[str], pixels: np.ndarray, overwrite: bool = False) -> None:
     """Write an 8-bit lossless PNG atomically; refuses to overwrite unless asked."""
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; refusing to overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(to_uint8(pixels)).save(fh, format="PNG")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from fzoo.fsutil import atomic_writer
+
+    with atomic_writer(path, overwrite=overwrite) as fh:
+        Image.fromarray(to_uint8(pixels)).save(fh, format="PNG")
 
 
 def is_image_path(path: Path) -> bool:

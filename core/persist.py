@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,9 @@ def save_estimator(estimator: Any, path: Path) -> None:
     """Write ``estimator`` to ``path`` in skops format, atomically."""
     import skops.io as sio
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".skops")
-    os.close(fd)
-    try:
-        sio.dump(estimator, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from fzoo.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, sio.dumps(estimator))
 
 
 def load_estimator(path: Path, extra_trusted: tuple[str, ...] = ()) -> Any:

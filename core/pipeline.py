@@ -4,8 +4,6 @@ classifier's state (skops, no pickle). ``fzoo detect --pipeline DIR`` loads it b
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fzoo.components import Classifier, FeatureExtractor
+from fzoo.fsutil import atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -37,11 +36,7 @@ class SavedPipeline:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def save_pipeline(directory: Path, saved: SavedPipeline, classifier: Classifier) -> None:

@@ -30,6 +30,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.sklearn",
     "fzoo.plugins.perturbations",
     "fzoo.plugins.datasets",
+    "fzoo.plugins.generators",
+    "fzoo.plugins.virtual_cameras",
+    "fzoo.plugins.reconstruction",
 )
 
 ENTRY_POINT_GROUP = "fzoo"

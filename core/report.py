@@ -6,30 +6,16 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fzoo.fsutil import atomic_write_text
 from fzoo.metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
     from fzoo.experiment import RunResult
 
-REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md", "report.html")
 
 
 def _clean(obj: Any) -> Any:
@@ -164,7 +150,11 @@ def write_report(result: RunResult, out_dir: Path) -> list[Path]:
         "predictions.csv": _csv(result.predictions),
         "report.md": render_markdown(result),
     }
-    paths = []
+    from fzoo.report_html import render_html
+
+    page, pngs = render_html(result, out_dir)
+    files["report.html"] = page
+    paths = list(pngs)
     for name, text in files.items():
         atomic_write_text(out_dir / name, text)
         paths.append(out_dir / name)
