@@ -86,7 +86,7 @@ def test_blocking_a_builtin(monkeypatch):
     try:
         reg = get_registry()
         assert "frequency" not in reg.plugins
-        assert reg.names("feature_extractor") == []
+        assert not {"fft-spectrum", "dct-spectrum"} & set(reg.names("feature_extractor"))
         assert "svm" in reg.names("classifier")
     finally:
         monkeypatch.delenv("FZOO_BLOCK_PLUGINS")
