@@ -132,7 +132,14 @@ class Perturbation(Component):
 
 
 class FeatureExtractor(Component):
-    """Maps a batch to a feature matrix ``[B, D]``; learned extractors also implement ``fit``."""
+    """Maps a batch to a feature matrix ``[B, D]``; learned extractors also implement ``fit``.
+
+    A learned extractor sets ``requires_fit = True`` and implements ``fit``, ``save_state`` and
+    ``load_state`` (no pickle). The runner fits it on the training split only, with the labels
+    named by its optional ``fit_target`` parameter (``"label"`` or ``"camera"``) and, if it has a
+    ``fit_on`` parameter, only on images of those labels; the fitted state is cached and saved
+    with every pipeline that uses it.
+    """
 
     kind = "feature_extractor"
     requires_fit: ClassVar[bool] = False
@@ -143,6 +150,14 @@ class FeatureExtractor(Component):
     def fit(self, batches: Iterable[torch.Tensor], labels: Sequence[str]) -> FeatureExtractor:
         """Learn from training images (train split only); the default does nothing."""
         return self
+
+    def save_state(self, directory: Path) -> None:
+        """Write the fitted state into ``directory`` (learned extractors only)."""
+        raise NotImplementedError(f"{self.name!r} cannot save a fitted state")
+
+    def load_state(self, directory: Path) -> None:
+        """Read the state written by :meth:`save_state`."""
+        raise NotImplementedError(f"{self.name!r} cannot load a fitted state")
 
 
 class Classifier(Component):

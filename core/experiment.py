@@ -7,6 +7,7 @@ load -> derive -> split -> perturb (conditions) -> extract (cached) -> fit -> pr
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -147,6 +148,7 @@ class Runner:
         self._data_memo: dict[str, tuple[DataSet, Materializer]] = {}
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.image_skips: list[dict[str, str]] = []
+        self.fitted_states: dict[str, Path] = {}
 
     # ------------------------------------------------------------------ data
     def data(self, spec: ExperimentSpec) -> tuple[DataSet, Materializer]:
@@ -181,16 +183,49 @@ class Runner:
     def _fit_extractors(
         self, extractors: dict[str, FeatureExtractor], train: list[Item], mat: Materializer
     ) -> dict[str, FeatureExtractor]:
-        """Fit learned extractors on the training split; their cache identity includes it."""
+        """Fit learned extractors on the training split; their cache identity includes it.
+
+        A fitted state is kept in the cache (``fitted/<fingerprint>/``), so a re-run loads it
+        instead of training again.
+        """
         out: dict[str, FeatureExtractor] = {}
-        train_id = stable_hash(sorted(f"{it.id}:{it.base_hash}:{it.chain}" for it in train))
         for fp, ext in extractors.items():
-            if ext.requires_fit:
-                ext.fit(tensor_batches(mat.image(it) for it in train), [it.label for it in train])
-                out[stable_hash([fp, train_id])] = ext
-            else:
+            if not ext.requires_fit:
                 out[fp] = ext
+                continue
+            target = getattr(ext.params, "fit_target", "label")
+            fit_on = getattr(ext.params, "fit_on", None)
+            chosen = [
+                it
+                for it in train
+                if (fit_on is None or it.label in fit_on)
+                and (it.camera if target == "camera" else it.label) is not None
+            ]
+            train_id = stable_hash(
+                [target, sorted(f"{it.id}:{it.base_hash}:{it.chain}" for it in chosen)]
+            )
+            fitted_fp = stable_hash([fp, train_id])
+            state = self.cache.root / "fitted" / fitted_fp
+            if (state / "COMPLETE").exists():
+                ext.load_state(state)
+            else:
+                labels = [str(it.camera if target == "camera" else it.label) for it in chosen]
+                self.log(f"fitting {ext.name} on {len(chosen)} training images ({target})")
+                ext.fit(tensor_batches(mat.image(it) for it in chosen), labels)
+                self._save_fitted(ext, state)
+            self.fitted_states[fitted_fp] = state
+            out[fitted_fp] = ext
         return out
+
+    @staticmethod
+    def _save_fitted(ext: FeatureExtractor, state: Path) -> None:
+        tmp = state.with_name(f".tmp-{state.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ext.save_state(tmp)
+        (tmp / "COMPLETE").write_text(ext.fingerprint())
+        shutil.rmtree(state, ignore_errors=True)
+        tmp.rename(state)
 
     def features(
         self,
@@ -414,7 +449,10 @@ class Runner:
             pipeline=pl.name,
             task=task.name,
             features=[{"name": rc.component, "params": rc.params} for rc in features],
-            feature_fingerprints=fp_list,
+            feature_fingerprints=[
+                rc.build().fingerprint() if fp in self.fitted_states else fp
+                for rc, fp in zip(features, fp_list, strict=True)
+            ],
             classifier={
                 "name": resolve_component(pl.classifier, "classifier").component,
                 "params": clf.get_params(),
@@ -427,7 +465,10 @@ class Runner:
             cell=cell.id,
         )
         slug = _slug(cell.id) + "/" if cell.id else ""
-        save_pipeline(self.out_dir / "pipelines" / f"{slug}{pl.name}--{task.name}", saved, clf)
+        states = [self.fitted_states.get(fp) for fp in fp_list]
+        save_pipeline(
+            self.out_dir / "pipelines" / f"{slug}{pl.name}--{task.name}", saved, clf, states
+        )
 
     # ------------------------------------------------------------------ whole run
     def run(self) -> RunResult:

@@ -4,6 +4,8 @@ classifier's state (skops, no pickle). ``fzoo detect --pipeline DIR`` loads it b
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,21 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2))
 
 
-def save_pipeline(directory: Path, saved: SavedPipeline, classifier: Classifier) -> None:
-    """Write ``pipeline.json`` and the classifier's state into ``directory``."""
+def save_pipeline(
+    directory: Path,
+    saved: SavedPipeline,
+    classifier: Classifier,
+    extractor_states: Sequence[Path | None] = (),
+) -> None:
+    """Write ``pipeline.json``, the classifier's state and any fitted extractor states
+    (``extractors/<index>/``) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     classifier.save_state(directory)
+    for j, state in enumerate(extractor_states):
+        if state is not None:
+            target = directory / "extractors" / str(j)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(state, target)
     _write_json(directory / "pipeline.json", asdict(saved))
 
 
@@ -76,14 +89,14 @@ def load_pipeline(directory: str | Path) -> LoadedPipeline:
     saved = SavedPipeline(**data)
     reg = get_registry()
     extractors = []
-    for spec, fp in zip(saved.features, saved.feature_fingerprints, strict=True):
+    for j, (spec, fp) in enumerate(zip(saved.features, saved.feature_fingerprints, strict=True)):
         ext = reg.get("feature_extractor", spec["name"])(**spec["params"])
         assert isinstance(ext, FeatureExtractor)
         if ext.requires_fit:
-            raise ValueError(
-                f"{meta_path}: feature extractor {spec['name']!r} is learned; saving fitted "
-                "extractors is not supported yet"
-            )
+            state = d / "extractors" / str(j)
+            if not (state / "COMPLETE").exists():
+                raise ValueError(f"{meta_path}: the fitted state of {spec['name']!r} is missing")
+            ext.load_state(state)
         if ext.fingerprint() != fp:
             raise ValueError(
                 f"{meta_path}: feature extractor {spec['name']!r} now has fingerprint "

@@ -237,3 +237,62 @@ def test_camera_and_multiclass_tasks_from_a_manifest(tmp_path):
     detail = next(d for d in result.details if d["task"] == "camera-id")
     assert detail["labels"] == ["camA", "camB"]
     assert sum(map(sum, detail["confusion"])) == cam["n_test"]
+
+
+class Centroids(fzoo.FeatureExtractor):
+    """A learned extractor (test double): distances to per-class mean colour."""
+
+    name = "centroids"
+    requires_fit = True
+    fits = 0
+
+    class Params(fzoo.Params):
+        fit_target: str = "label"
+
+    def fit(self, batches, labels):
+        Centroids.fits += 1
+        feats = np.stack([b.mean(dim=(0, 2, 3)).numpy() for b in batches])
+        self.classes_ = sorted(set(labels))
+        self.means_ = np.stack([feats[np.asarray(labels) == c].mean(0) for c in self.classes_])
+        return self
+
+    def extract(self, batch):
+        x = batch.mean(dim=(2, 3)).numpy()
+        return np.linalg.norm(x[:, None, :] - self.means_[None], axis=2).astype(np.float32)
+
+    def save_state(self, directory):
+        np.savez(directory / "state.npz", means=self.means_, classes=np.asarray(self.classes_))
+
+    def load_state(self, directory):
+        with np.load(directory / "state.npz") as data:
+            self.means_, self.classes_ = data["means"], list(data["classes"])
+
+
+class CentroidPlugin:
+    @staticmethod
+    @fzoo.hookimpl
+    def fzoo_register_feature_extractors(register):
+        register(Centroids)
+
+
+def test_learned_extractor_is_fitted_once_cached_and_saved(tmp_path, image_root):
+    root, _ = image_root
+    register_plugin(CentroidPlugin, name="centroid-test")
+    try:
+        text = EXP.replace("[{{name: fft-spectrum, params: {{bins: 16}}}}]", "[centroids]")
+        exp = load_experiment(write_exp(tmp_path, root, text=text))
+        Centroids.fits = 0
+        run_experiment(exp, tmp_path / "a", cache_dir=tmp_path / "c", progress=None)
+        run_experiment(exp, tmp_path / "b", cache_dir=tmp_path / "c", progress=None)
+        assert Centroids.fits == 1  # the second run loaded the fitted state from the cache
+        assert len(list((tmp_path / "c" / "fitted").iterdir())) == 1
+        pipe = tmp_path / "b" / "pipelines" / "fft-rf--processed"
+        assert (pipe / "extractors" / "0" / "state.npz").exists()
+        from fzoo.pipeline import load_pipeline
+
+        loaded = load_pipeline(pipe)
+        img = fzoo.load_image(next((root / "processed").glob("*.png")))
+        proba = loaded.predict_proba(fzoo.to_tensor(img.pixels))
+        assert proba.shape == (1, 2) and abs(proba.sum() - 1) < 1e-6
+    finally:
+        unregister_plugin("centroid-test")
