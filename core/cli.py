@@ -1,4 +1,4 @@
-"""The ``fzoo`` command line: plugins, list, validate, run, extract, detect."""
+"""The ``fzoo`` command line: plugins, list, validate, run, extract, detect, launder."""
 
 from __future__ import annotations
 
@@ -120,12 +120,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             comp = f" -> {e['component']} {e['params']}" if "component" in e else ""
             print(f"  {e['name']}{plugin}{comp}{desc}")
             for pname, schema in (e.get("params") or {}).items() if "plugin" in e else []:
-                default = schema.get("default", "required")
+                default = repr(schema["default"]) if "default" in schema else "(required)"
                 typ = schema.get("type") or "/".join(
                     a.get("type", "?") for a in schema.get("anyOf", [])
                 )
                 pdesc = schema.get("description", "")
-                print(f"      {pname}: {typ} = {default!r}  {pdesc}".rstrip())
+                print(f"      {pname}: {typ} = {default}  {pdesc}".rstrip())
     return EXIT_OK
 
 
@@ -321,6 +321,59 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return status
 
 
+# --------------------------------------------------------------------------- launder
+
+
+def cmd_launder(args: argparse.Namespace) -> int:
+    from fzoo.config import create_component
+    from fzoo.launder import LaunderUsageError, launder_folder
+    from fzoo.plugin_manager import UnknownComponentError
+    from fzoo.weights import WeightsError
+
+    try:
+        params = _parse_params(args.param)
+        launderer = create_component("launderer", args.launderer, **params)
+    except (UnknownComponentError, ValueError) as exc:
+        print(f"fzoo launder: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.batch_size < 1:
+        print("fzoo launder: --batch-size must be >= 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary = launder_folder(
+            launderer,
+            args.in_dir,
+            args.out_dir,
+            name=args.launderer,
+            batch_size=args.batch_size,
+            progress=False if args.quiet else None,
+        )
+    except LaunderUsageError as exc:
+        print(f"fzoo launder: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WeightsError as exc:
+        print(f"fzoo launder: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    data = summary.as_dict()
+    if args.json:
+        _print_json(data)
+    else:
+        psnr = data["psnr_db_mean"]
+        print(
+            f"wrote {summary.written} PNG(s) to {summary.out_dir} "
+            f"({summary.skipped_existing} existing kept, {len(summary.unreadable)} unreadable, "
+            f"{len(summary.failed)} failed); mean PSNR "
+            f"{'n/a' if psnr is None else f'{psnr:.2f} dB'}; manifest {summary.manifest}; "
+            f"{data['wall_s']} s"
+        )
+    if summary.found == 0:
+        print(f"fzoo launder: no images found in {summary.in_dir}", file=sys.stderr)
+        return EXIT_ERROR
+    if summary.written == 0 and (summary.unreadable or summary.failed):
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -370,6 +423,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "launder",
+        help="pass a folder of images through a launderer into lossless PNGs (resumable)",
+        description="Launder every image under IN_DIR (e.g. a Stable Diffusion VAE round trip) "
+        "and write 8-bit PNGs to OUT_DIR at the same relative paths, with OUT_DIR/manifest.csv "
+        "(source, output, launderer, fingerprint, psnr_db, notes). Existing outputs are never "
+        "overwritten: they are skipped, so re-running an interrupted command resumes it. "
+        "OUT_DIR must not be IN_DIR, lie inside it or contain it. Unreadable images are "
+        "reported and skipped. Exit status: 0 done, 1 nothing could be laundered (or missing "
+        "weights), 2 usage error.",
+    )
+    p.add_argument(
+        "--launderer", required=True, help="launderer name or preset (fzoo list launderer)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="launderer parameter (YAML value), repeatable, e.g. --param weights=DIR",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="same-size images per launderer call and per manifest append (default 16)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("in_dir", metavar="IN_DIR", help="folder of images (searched recursively)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created if missing)")
+    p.set_defaults(func=cmd_launder)
 
     p = sub.add_parser("detect", help="score images with a pipeline saved by a run")
     p.add_argument("--pipeline", required=True, help="OUT/pipelines/<pipeline>--<task> folder")

@@ -86,8 +86,18 @@ class Component:
 
     @classmethod
     def params_schema(cls) -> dict[str, Any]:
-        """JSON schema of the parameters (what ``fzoo list`` prints)."""
-        return cls.Params.model_json_schema()
+        """JSON schema of the parameters (what ``fzoo list`` prints).
+
+        Defaults made by a factory are filled in, so a listing never calls them "required".
+        """
+        schema = cls.Params.model_json_schema()
+        props = schema.get("properties", {})
+        for name, info in cls.Params.model_fields.items():
+            key = info.alias or name
+            if key in props and "default" not in props[key] and not info.is_required():
+                value = info.get_default(call_default_factory=True)
+                props[key]["default"] = json.loads(json.dumps(value, default=str))
+        return schema
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

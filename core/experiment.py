@@ -149,6 +149,7 @@ class Runner:
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.image_skips: list[dict[str, str]] = []
         self.fitted_states: dict[str, Path] = {}
+        self.extractor_notes: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ data
     def data(self, spec: ExperimentSpec) -> tuple[DataSet, Materializer]:
@@ -181,7 +182,11 @@ class Runner:
         return jobs
 
     def _fit_extractors(
-        self, extractors: dict[str, FeatureExtractor], train: list[Item], mat: Materializer
+        self,
+        extractors: dict[str, FeatureExtractor],
+        train: list[Item],
+        mat: Materializer,
+        failed: dict[str, str],
     ) -> dict[str, FeatureExtractor]:
         """Fit learned extractors on the training split; their cache identity includes it.
 
@@ -206,13 +211,18 @@ class Runner:
             )
             fitted_fp = stable_hash([fp, train_id])
             state = self.cache.root / "fitted" / fitted_fp
-            if (state / "COMPLETE").exists():
-                ext.load_state(state)
-            else:
-                labels = [str(it.camera if target == "camera" else it.label) for it in chosen]
-                self.log(f"fitting {ext.name} on {len(chosen)} training images ({target})")
-                ext.fit(tensor_batches(mat.image(it) for it in chosen), labels)
-                self._save_fitted(ext, state)
+            try:
+                if (state / "COMPLETE").exists():
+                    ext.load_state(state)
+                else:
+                    labels = [str(it.camera if target == "camera" else it.label) for it in chosen]
+                    self.log(f"fitting {ext.name} on {len(chosen)} training images ({target})")
+                    ext.fit(tensor_batches(mat.image(it) for it in chosen), labels)
+                    self._save_fitted(ext, state)
+            except Exception as exc:  # a plugin that raises in fit fails its own pipelines
+                failed[fp] = f"{ext.name}: fit failed: {type(exc).__name__}: {exc}"
+                self.log(f"error: {failed[fp]}")
+                continue
             self.fitted_states[fitted_fp] = state
             out[fitted_fp] = ext
         return out
@@ -252,6 +262,11 @@ class Runner:
                 self.log(f"error: {exc}")
                 todo.pop(exc.fingerprint)
                 continue
+            for ext in todo.values():
+                for note in ext.pop_notes():
+                    self.extractor_notes.setdefault(f"[{ext.name}]", [])
+                    if note not in self.extractor_notes[f"[{ext.name}]"]:
+                        self.extractor_notes[f"[{ext.name}]"].append(note)
             for fp, fails in got.failures.items():
                 if fails and len(fails) == len(jobs):
                     failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
@@ -283,22 +298,27 @@ class Runner:
 
         raw_extractors: dict[str, FeatureExtractor] = {}
         pipe_fps: dict[str, list[str]] = {}
+        broken: dict[str, str] = {}  # pipeline -> why its extractors could not even be built
         for pl in spec.pipelines:
             pipe_fps[pl.name] = []
-            for j, f in enumerate(pl.features):
-                comp = resolve_component(f, "feature_extractor").build()
-                assert isinstance(comp, FeatureExtractor)
-                fp = comp.fingerprint()
-                raw_extractors.setdefault(fp, comp)
-                pipe_fps[pl.name].append(fp)
-                fps[f"pipelines.{pl.name}.features[{j}]"] = fp
-        fitted = self._fit_extractors(raw_extractors, train, mat)
+            try:
+                for j, f in enumerate(pl.features):
+                    comp = resolve_component(f, "feature_extractor").build()
+                    assert isinstance(comp, FeatureExtractor)
+                    fp = comp.fingerprint()
+                    raw_extractors.setdefault(fp, comp)
+                    pipe_fps[pl.name].append(fp)
+                    fps[f"pipelines.{pl.name}.features[{j}]"] = fp
+            except Exception as exc:  # missing weights, a broken plugin: fail this pipeline only
+                broken[pl.name] = f"{f.name}: {type(exc).__name__}: {exc}"
+                self.log(f"error: pipeline {pl.name!r}: {broken[pl.name]}")
+        failed: dict[str, str] = {}
+        fitted = self._fit_extractors(raw_extractors, train, mat, failed)
         fit_map = {fp: new for new, ext in fitted.items() for fp in [ext.fingerprint()]}
         for cond in conditions:
             for k, step in enumerate(cond.steps):
                 fps[f"conditions.{cond.name}[{k}]"] = step.fingerprint
 
-        failed: dict[str, str] = {}
         batch = spec.engine.batch_size
         train_feats = self.features(train, Condition(CLEAN, ()), fitted, mat, batch, failed)
         test_feats = {
@@ -308,6 +328,8 @@ class Runner:
         for pl in spec.pipelines:
             fp_list = [fit_map.get(fp, fp) for fp in pipe_fps[pl.name]]
             bad = [failed[fp] for fp in fp_list if fp in failed]
+            if pl.name in broken:
+                bad = [broken[pl.name]]
             for task in spec.tasks:
                 base_row = {"cell": cell.id, **cell.values, "pipeline": pl.name, "task": task.name}
                 if bad:
@@ -488,7 +510,7 @@ class Runner:
             errors += res.errors
         datasets = list(self._data_memo.values())
         skipped = [s.__dict__ for ds, _ in datasets for s in ds.skipped] + self.image_skips
-        notes: dict[str, list[str]] = {}
+        notes: dict[str, list[str]] = dict(self.extractor_notes)
         for ds, mat in datasets:
             for k, v in ds.notes.items():
                 notes.setdefault(k, []).extend(v)

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.generators",
     "fzoo.plugins.virtual_cameras",
     "fzoo.plugins.reconstruction",
+    "fzoo.plugins.sd_vae",
 )
 
 ENTRY_POINT_GROUP = "fzoo"

@@ -296,3 +296,48 @@ def test_learned_extractor_is_fitted_once_cached_and_saved(tmp_path, image_root)
         assert proba.shape == (1, 2) and abs(proba.sum() - 1) < 1e-6
     finally:
         unregister_plugin("centroid-test")
+
+
+class FitBoom(Centroids):
+    """A learned extractor whose fit raises (test double)."""
+
+    name = "fit-boom"
+
+    def fit(self, batches, labels):
+        raise RuntimeError("no convergence")
+
+
+class NoWeights(fzoo.FeatureExtractor):
+    """An extractor whose weights are missing: fingerprint() raises (test double)."""
+
+    name = "no-weights"
+
+    def weight_hashes(self):
+        raise fzoo.WeightsNotFoundError("weights 'org/x' are not in the local cache")
+
+
+class FaultPlugin:
+    @staticmethod
+    @fzoo.hookimpl
+    def fzoo_register_feature_extractors(register):
+        register(FitBoom)
+        register(NoWeights)
+
+
+@pytest.mark.parametrize(("name", "reason"), [("fit-boom", "fit failed"), ("no-weights", "cache")])
+def test_faults_in_fit_or_weights_fail_only_their_pipeline(tmp_path, image_root, name, reason):
+    root, _ = image_root
+    register_plugin(FaultPlugin, name="fault-test")
+    try:
+        text = EXP.replace("[{{name: fft-spectrum, params: {{bins: 16}}}}]", f"[{name}]")
+        result = run_experiment(
+            load_experiment(write_exp(tmp_path, root, text=text)), tmp_path / "o", progress=None
+        )
+    finally:
+        unregister_plugin("fault-test")
+    bad = [r for r in result.rows if r["pipeline"] == "fft-rf"]
+    assert len(bad) == 1 and reason in bad[0]["error"] and name in bad[0]["error"]
+    assert [r["condition"] for r in result.rows if r["pipeline"] == "dct-lr"] == [
+        "clean",
+        "jpeg90",
+    ]

@@ -27,9 +27,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fzoo.plugin_manager import DEFAULT_PLUGINS
+
 PKG = Path(__file__).parent / "plugins" / "fzoo-example-plugin"
 DIST = "fzoo-example-plugin"
-BUILTINS = ("frequency", "sklearn", "perturbations", "datasets")
+BUILTINS = tuple(m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS)
 TIMEOUT = 300
 
 EXPERIMENT = """\

@@ -1,0 +1,490 @@
+"""``fzoo launder``: pass a folder of images through a launderer into lossless PNGs.
+
+Every image under ``IN_DIR`` (``fzoo.images.is_image_path``) is decoded exactly
+(:func:`fzoo.images.load_image`), laundered in batches of same-size images, and written as an 8-bit
+PNG to ``OUT_DIR`` at the same relative path with a ``.png`` suffix (``a/b.jpg`` ->
+``a/b.png``; when two inputs would share an output name, the ones whose name differs get their
+full name plus ``.png``: ``a/b.jpg.png``). Unreadable files are reported and skipped.
+
+Safety and resumption:
+
+* an existing output is never overwritten, not even by a concurrent run (the PNG is written to a
+  temporary file and hard-linked into place, which fails if the name exists); existing outputs
+  are skipped, which is what makes an interrupted run resumable: run the same command again;
+* ``OUT_DIR`` may be neither ``IN_DIR`` nor inside it, nor contain it, so inputs are never
+  touched;
+* ``OUT_DIR/manifest.csv`` gets one row per output (columns :data:`COLUMNS`): rows are appended
+  per batch in one ``write`` + ``fsync`` after the batch's PNGs exist, so a kill loses at most
+  the rows of the batch in flight (its PNGs are then listed as ``unlisted`` by the next run);
+  rows whose output was deleted are dropped when a run starts, and a run refuses an
+  ``OUT_DIR`` whose manifest lists outputs of a different launderer fingerprint;
+* ``OUT_DIR/launderers.json`` maps each fingerprint to the launderer name and parameters.
+
+Decoding (one thread, a bounded look-ahead) and PNG writing (one thread) overlap with the
+launderer's computation.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fzoo.images import DecodedImage, ImageError, is_image_path, load_image, to_uint8
+
+if TYPE_CHECKING:
+    from fzoo.components import Launderer
+
+MANIFEST = "manifest.csv"
+LAUNDERERS_JSON = "launderers.json"
+COLUMNS: tuple[str, ...] = ("source", "output", "launderer", "fingerprint", "psnr_db", "notes")
+
+
+class LaunderUsageError(ValueError):
+    """The folders or the manifest do not allow this run (the CLI exits with status 2)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and its output path relative to ``OUT_DIR`` (POSIX separators)."""
+
+    source: Path
+    output: str
+
+
+@dataclass
+class LaunderSummary:
+    """What a run did; ``as_dict()`` is the CLI's ``--json`` output."""
+
+    in_dir: str
+    out_dir: str
+    launderer: str
+    fingerprint: str
+    found: int = 0
+    written: int = 0
+    skipped_existing: int = 0
+    unlisted_existing: list[str] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    stale_rows_dropped: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def manifest(self) -> str:
+        return str(Path(self.out_dir) / MANIFEST)
+
+    def as_dict(self) -> dict[str, Any]:
+        finite = [p for p in self.psnr if math.isfinite(p)]
+        return {
+            "in_dir": self.in_dir,
+            "out_dir": self.out_dir,
+            "launderer": self.launderer,
+            "fingerprint": self.fingerprint,
+            "found": self.found,
+            "written": self.written,
+            "skipped_existing": self.skipped_existing,
+            "unlisted_existing": self.unlisted_existing,
+            "unreadable": self.unreadable,
+            "failed": self.failed,
+            "psnr_db_mean": round(float(np.mean(finite)), 4) if finite else None,
+            "psnr_db_min": round(float(np.min(finite)), 4) if finite else None,
+            "identical": len(self.psnr) - len(finite),
+            "stale_rows_dropped": self.stale_rows_dropped,
+            "manifest": self.manifest,
+            "wall_s": round(self.wall_s, 3),
+            "images_per_s": round(self.written / self.wall_s, 4) if self.wall_s > 0 else None,
+        }
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def check_dirs(
+    in_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
+) -> tuple[Path, Path]:
+    """Resolved ``(IN_DIR, OUT_DIR)``; raises :class:`LaunderUsageError` when they overlap."""
+    src = Path(in_dir).expanduser()
+    if not src.is_dir():
+        raise LaunderUsageError(f"{in_dir}: not a folder")
+    src = src.resolve()
+    dst = Path(out_dir).expanduser().resolve()
+    if dst.exists() and not dst.is_dir():
+        raise LaunderUsageError(f"{out_dir}: exists and is not a folder")
+    if dst == src:
+        raise LaunderUsageError("OUT_DIR is IN_DIR; choose another output folder")
+    if dst.is_relative_to(src):
+        raise LaunderUsageError(f"OUT_DIR {dst} lies inside IN_DIR {src}; choose a folder outside")
+    if src.is_relative_to(dst):
+        raise LaunderUsageError(f"IN_DIR {src} lies inside OUT_DIR {dst}; choose a folder outside")
+    return src, dst
+
+
+def plan(in_dir: Path) -> list[Job]:
+    """Every image under ``in_dir`` (sorted) with its output name; output names are unique."""
+    sources = sorted(p for p in in_dir.rglob("*") if p.is_file() and is_image_path(p))
+    by_target: dict[str, list[Path]] = collections.defaultdict(list)
+    for p in sources:
+        by_target[p.relative_to(in_dir).with_suffix(".png").as_posix()].append(p)
+    jobs: list[Job] = []
+    for target, group in by_target.items():
+        for p in group:
+            rel = p.relative_to(in_dir).as_posix()
+            keep = len(group) == 1 or rel == target
+            jobs.append(Job(p, target if keep else f"{rel}.png"))
+    outputs = [j.output for j in jobs]
+    if len(set(outputs)) != len(outputs):  # e.g. a.jpg and a.jpg.png side by side
+        seen: set[str] = set()
+        unique: list[Job] = []
+        for j in jobs:
+            out = j.output
+            while out in seen:
+                out = f"{out[:-4]}_.png"
+            seen.add(out)
+            unique.append(Job(j.source, out))
+        jobs = unique
+    return sorted(jobs, key=lambda j: j.output)
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _csv_line(rows: Sequence[Sequence[str]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append ``data`` with one ``write`` loop and ``fsync`` (whole rows, or nothing useful)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_text(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """Rows of a manifest; a partial last line (a run killed mid-write) is dropped from disk."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+        raw = raw[:cut]
+    if not raw.strip():
+        return []
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise LaunderUsageError(
+            f"{path} is not a fzoo launder manifest (columns {reader.fieldnames}); "
+            "choose another OUT_DIR"
+        )
+    return [dict(r) for r in reader]
+
+
+def _prepare_manifest(out_dir: Path, fingerprint: str, summary: LaunderSummary) -> set[str]:
+    """Drop rows of deleted outputs, check fingerprints; returns the outputs already listed."""
+    path = out_dir / MANIFEST
+    rows = read_manifest(path)
+    live = [r for r in rows if (out_dir / r["output"]).is_file()]
+    others = sorted({r["fingerprint"] for r in live} - {fingerprint})
+    if others:
+        raise LaunderUsageError(
+            f"{path} lists outputs of another launderer configuration (fingerprint "
+            f"{', '.join(others)}; this run: {fingerprint}). Use another OUT_DIR, or delete those "
+            "outputs to replace them."
+        )
+    if len(live) != len(rows) or not path.exists():
+        summary.stale_rows_dropped = len(rows) - len(live)
+        data = _csv_line([COLUMNS]) + _csv_line([[r[c] for c in COLUMNS] for r in live])
+        _replace_text(path, data)
+    return {r["output"] for r in live}
+
+
+def _record_launderer(out_dir: Path, name: str, launderer: Launderer, fingerprint: str) -> None:
+    path = out_dir / LAUNDERERS_JSON
+    known: dict[str, Any] = {}
+    if path.exists():
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+    if fingerprint in known:
+        return
+    cls = type(launderer)
+    known[fingerprint] = {
+        "launderer": name,
+        "component": cls.name,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "version": cls.version,
+        "params": launderer.get_params(),
+    }
+    _replace_text(path, (json.dumps(known, indent=2, sort_keys=True) + "\n").encode())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_png_new(path: Path, pixels_u8: np.ndarray) -> None:
+    """Write an 8-bit PNG that must not exist yet; raises ``FileExistsError`` if it does.
+
+    The file is complete before it gets its name (temporary file, ``fsync``, ``os.link``), so a
+    kill never leaves a truncated PNG, and ``os.link`` never replaces an existing file.
+    """
+    from PIL import Image
+
+    if path.exists():
+        raise FileExistsError(f"{path} exists; refusing to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(pixels_u8).save(fh, format="PNG")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links: check, then rename
+            if path.exists():
+                raise FileExistsError(f"{path} exists; refusing to overwrite") from None
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def psnr_db(reference: np.ndarray, output_u8: np.ndarray) -> float:
+    """PSNR (dB, peak 1) of the 8-bit output against the source pixels on their overlap."""
+    h, w = output_u8.shape[:2]
+    ref = reference[:h, :w].astype(np.float64)
+    mse = float(np.mean((ref - output_u8.astype(np.float64) / 255.0) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _format_psnr(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+Decoded = tuple[Job, DecodedImage | ImageError]
+
+
+def _prefetch(jobs: Sequence[Job], pool: cf.Executor, ahead: int) -> Iterator[Decoded]:
+    """Decode ``jobs`` in ``pool`` with at most ``ahead`` images in flight, in order."""
+
+    def load(job: Job) -> Decoded:
+        try:
+            return job, load_image(job.source)
+        except ImageError as exc:
+            return job, exc
+
+    queue: collections.deque[cf.Future[Decoded]] = collections.deque()
+    it = iter(jobs)
+    for job in it:
+        queue.append(pool.submit(load, job))
+        if len(queue) >= ahead:
+            break
+    while queue:
+        yield queue.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append(pool.submit(load, nxt))
+
+
+def launder_folder(
+    launderer: Launderer,
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    batch_size: int = 16,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LaunderSummary:
+    """Launder every image of ``in_dir`` into ``out_dir`` (see the module docstring).
+
+    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``log`` receives
+    one line per skipped file (default: stderr). Raises :class:`LaunderUsageError` for
+    overlapping folders or a foreign manifest, ``fzoo.WeightsError`` when the launderer's weights
+    cannot be found; any other exception of the launderer stops the run (outputs written so far
+    stay, with their manifest rows). A ``ValueError`` of the launderer for one image (e.g. too
+    small to crop) skips that image.
+    """
+    src, dst = check_dirs(in_dir, out_dir)
+    emit = log or (lambda line: print(line, file=sys.stderr))
+    label = name or launderer.name
+    start = time.perf_counter()
+    fingerprint = launderer.fingerprint()  # resolves weights: fails fast when they are missing
+    summary = LaunderSummary(str(src), str(dst), label, fingerprint)
+    jobs = plan(src)
+    summary.found = len(jobs)
+    dst.mkdir(parents=True, exist_ok=True)
+    listed = _prepare_manifest(dst, fingerprint, summary)
+    _record_launderer(dst, label, launderer, fingerprint)
+    pending: list[Job] = []
+    for job in jobs:
+        if (dst / job.output).exists():
+            summary.skipped_existing += 1
+            if job.output not in listed:
+                summary.unlisted_existing.append(job.output)
+        else:
+            pending.append(job)
+    if summary.skipped_existing:
+        emit(
+            f"{summary.skipped_existing} output(s) already exist in {dst}: kept as they are "
+            "(resuming)"
+            + (
+                f"; {len(summary.unlisted_existing)} of them are not in the manifest"
+                if summary.unlisted_existing
+                else ""
+            )
+        )
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=len(jobs),
+        initial=summary.skipped_existing,
+        unit="img",
+        desc="launder",
+        disable=(not sys.stderr.isatty()) if progress is None else not progress,
+        file=sys.stderr,
+    )
+    manifest = dst / MANIFEST
+    batch_size = max(1, int(batch_size))
+
+    def write_batch(items: list[tuple[Job, np.ndarray, np.ndarray, str]]) -> None:
+        rows: list[list[str]] = []
+        for job, source_px, out_u8, notes in items:
+            try:
+                write_png_new(dst / job.output, out_u8)
+            except FileExistsError:
+                summary.skipped_existing += 1
+                summary.unlisted_existing.append(job.output)
+                emit(f"skipped {job.output}: appeared in OUT_DIR during the run; kept")
+                continue
+            value = psnr_db(source_px, out_u8)
+            summary.psnr.append(value)
+            summary.written += 1
+            rows.append(
+                [str(job.source), job.output, label, fingerprint, _format_psnr(value), notes]
+            )
+        if rows:
+            _append(manifest, _csv_line(rows))
+
+    def run_batch(group: list[tuple[Job, DecodedImage]]) -> list[tuple[Job, np.ndarray, str]]:
+        import torch
+
+        batch = torch.from_numpy(np.stack([img.pixels for _, img in group]).transpose(0, 3, 1, 2))
+        out = launderer.launder(batch.contiguous())
+        notes = launderer.pop_notes()
+        arr = out.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
+        return [
+            (job, np.ascontiguousarray(arr[i]), "; ".join([*img.notes, *notes]))
+            for i, (job, img) in enumerate(group)
+        ]
+
+    def process(group: list[tuple[Job, DecodedImage]]) -> None:
+        try:
+            results = run_batch(group)
+        except ValueError:
+            launderer.pop_notes()
+            results = []
+            for one in group:
+                try:
+                    results += run_batch([one])
+                except ValueError as exc:
+                    launderer.pop_notes()
+                    summary.failed.append({"path": str(one[0].source), "reason": str(exc)})
+                    emit(f"skipped {one[0].source}: {exc}")
+                    bar.update(1)
+        sources = {id(job): img.pixels for job, img in group}
+        items = [(job, sources[id(job)], to_uint8(px), notes) for job, px, notes in results]
+        writes.append(writer.submit(write_batch, items))
+        while writes and writes[0].done():
+            writes.popleft().result()
+        bar.update(len(results))
+
+    writes: collections.deque[cf.Future[None]] = collections.deque()
+    buckets: dict[tuple[int, int], list[tuple[Job, DecodedImage]]] = {}
+    buffered = 0
+    with (
+        cf.ThreadPoolExecutor(1, thread_name_prefix="fzoo-decode") as reader,
+        cf.ThreadPoolExecutor(1, thread_name_prefix="fzoo-write") as writer,
+    ):
+        try:
+            for job, img in _prefetch(pending, reader, ahead=2 * batch_size):
+                if isinstance(img, ImageError):
+                    summary.unreadable.append({"path": str(job.source), "reason": img.reason})
+                    emit(f"skipped {job.source}: {img.reason}")
+                    bar.update(1)
+                    continue
+                bucket = buckets.setdefault(img.shape, [])
+                bucket.append((job, img))
+                buffered += 1
+                if len(bucket) >= batch_size:
+                    buffered -= len(bucket)
+                    process(buckets.pop(img.shape))
+                elif buffered > 4 * batch_size:  # many sizes: flush the fullest bucket
+                    key = max(buckets, key=lambda k: len(buckets[k]))
+                    buffered -= len(buckets[key])
+                    process(buckets.pop(key))
+            for key in list(buckets):
+                process(buckets.pop(key))
+        finally:
+            cf.wait(writes)  # rows of written PNGs reach the manifest even when interrupted
+            bar.close()
+    for fut in writes:
+        fut.result()  # a write error (disk full...) surfaces here
+    summary.wall_s = time.perf_counter() - start
+    return summary
