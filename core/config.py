@@ -189,6 +189,13 @@ class DeriveSpec(_Strict):
                 raise ValueError(
                     "a generated class needs 'n' (how many images) or 'from' (img2img)"
                 )
+            if not self.from_ and self.perturbations:
+                raise ValueError(
+                    "perturbations of generated images are not supported here; derive another "
+                    "class 'from' the generated one"
+                )
+        elif self.n is not None:
+            raise ValueError("'n' only applies to a class made by a 'generator'")
         else:
             if not self.from_:
                 raise ValueError("a derived class needs 'from' (the labels it is made from)")
@@ -218,6 +225,7 @@ class PipelineSpec(_Strict):
     name: str
     features: list[ComponentSpec] = Field(min_length=1)
     classifier: ComponentSpec
+    tasks: list[str] | None = Field(None, description="run only these tasks (default: all)")
 
 
 class TaskSpec(_Strict):
@@ -236,12 +244,49 @@ class TaskSpec(_Strict):
     def _binary_needs_positive(self) -> TaskSpec:
         if self.type == "binary" and not self.positive:
             raise ValueError("a binary task needs 'positive' (the labels of the positive class)")
+        if self.type == "binary" and self.classes is not None:
+            raise ValueError(
+                "'classes' is for multiclass tasks; a binary task is 'positive' vs the rest "
+                "(restrict the images with 'train_on'/'test_on')"
+            )
+        return self
+
+
+class HeadlineSpec(_Strict):
+    """One named number of ``headline.json`` (see :mod:`fzoo.headline`)."""
+
+    task: str
+    pipeline: str
+    condition: str = "clean"
+    cell: str = ""
+    metric: str | None = None
+    rate: str | None = Field(None, pattern=r"^[^>]+->[^>]+$")
+    chance: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HeadlineSpec:
+        if sum([self.metric is not None, self.rate is not None, self.chance]) != 1:
+            raise ValueError("a headline entry takes exactly one of 'metric', 'rate', 'chance'")
+        from fzoo.metrics import METRIC_NAMES
+
+        if self.metric is not None and self.metric not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {self.metric!r}; one of {', '.join(METRIC_NAMES)}")
         return self
 
 
 class EngineSpec(_Strict):
-    name: Literal["local"] = "local"
+    """Where features are computed: ``local`` (this process) or ``ray`` (Ray Data actors)."""
+
+    name: Literal["local", "ray"] = "local"
     batch_size: int = Field(16, ge=1)
+    address: str | None = Field(
+        None,
+        description="ray: cluster to join ('auto', 'ray://head:10001'); none starts a local Ray",
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="ray: CPUs of the local Ray it starts (ignored with 'address')"
+    )
+    concurrency: int = Field(1, ge=1, description="ray: number of extraction actors")
 
 
 class ExperimentSpec(_Strict):
@@ -256,6 +301,7 @@ class ExperimentSpec(_Strict):
     pipelines: list[PipelineSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    headline: dict[str, HeadlineSpec] = Field(default_factory=dict)
     cache_dir: str | None = None
     engine: EngineSpec = Field(default_factory=lambda: EngineSpec())
 
@@ -271,6 +317,15 @@ class ExperimentSpec(_Strict):
                 if item.name in seen:
                     raise ValueError(f"duplicate {what} name {item.name!r}")
                 seen.add(item.name)
+        tasks = {t.name for t in self.tasks}
+        for pl in self.pipelines:
+            for t in pl.tasks or []:
+                if t not in tasks:
+                    raise ValueError(f"pipeline {pl.name!r} names unknown task {t!r}")
+        pipelines = {p.name for p in self.pipelines}
+        for key, h in self.headline.items():
+            if h.task not in tasks or h.pipeline not in pipelines:
+                raise ValueError(f"headline {key!r} names an unknown task or pipeline")
         return self
 
 

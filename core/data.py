@@ -10,7 +10,7 @@ are cached by content (origin hash + transform fingerprints).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,86 @@ from fzoo.images import ImageError, decode_bytes, load_image, quantize, to_array
 
 
 @dataclass(frozen=True)
+class ComponentRef:
+    """How to rebuild a component in another process: ``create_component(kind, name, **params)``.
+
+    ``name`` is the registered component name (never a preset) and ``params`` its validated
+    parameters as JSON values. ``cls`` (``module:qualname``) is the fallback for a component that
+    is not registered in the other process (a plugin registered at runtime, as tests do); the
+    rebuilt component's fingerprint is checked against the original's either way.
+    """
+
+    kind: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
+    cls: str = ""
+
+    @classmethod
+    def of(cls, component: Component) -> ComponentRef:
+        t = type(component)
+        return cls(
+            component.kind, t.name, component.get_params(), f"{t.__module__}:{t.__qualname__}"
+        )
+
+    @property
+    def key(self) -> str:
+        """A stable identity (to cache rebuilt components by)."""
+        return _hash([self.kind, self.name, self.params, self.cls], 40)
+
+    def build(self) -> Component:
+        """The component, from the registry of this process (or its class, see ``cls``)."""
+        from fzoo.config import create_component
+        from fzoo.plugin_manager import UnknownComponentError
+
+        try:
+            comp: Component = create_component(self.kind, self.name, **self.params)
+            return comp
+        except UnknownComponentError as exc:
+            if not self.cls:
+                raise
+            import importlib
+
+            module, _, qualname = self.cls.partition(":")
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError):
+                raise exc from None
+            built: Component = obj(**self.params)
+            return built
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A :class:`Step` without its component object: what travels to a remote worker."""
+
+    ref: ComponentRef
+    fingerprint: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Step:
-    """One transform of a chain: a launderer or a perturbation, with its fingerprint."""
+    """One transform of a chain: a launderer or a perturbation, with its fingerprint.
+
+    ``ref`` says how to rebuild the component elsewhere (see :class:`ComponentRef`); it is taken
+    from the component when not given.
+    """
 
     component: Component
     fingerprint: str
     seed: int = 0
+    ref: ComponentRef | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.ref is None:
+            object.__setattr__(self, "ref", ComponentRef.of(self.component))
+
+    @property
+    def spec(self) -> StepSpec:
+        assert self.ref is not None
+        return StepSpec(self.ref, self.fingerprint, self.seed)
 
 
 @dataclass
@@ -51,6 +125,83 @@ class Item:
     @property
     def chain(self) -> tuple[str, ...]:
         return tuple(f"{s.fingerprint}@{s.seed}" for s in self.steps)
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One (item, condition) as plain picklable data: what a remote worker needs to make pixels.
+
+    The record travels as its path (decoded inside the worker by :mod:`fzoo.images`), as bytes only
+    for in-memory datasets. Components travel as :class:`ComponentRef` (rebuilt once per worker);
+    no component object and no pixels travel. ``chain`` is the same as the local engine's, so both
+    engines read and write the same cache entries.
+    """
+
+    item_id: str
+    base_hash: str
+    source: str
+    path: str | None
+    data: bytes | None
+    steps: tuple[StepSpec, ...]
+    extra: tuple[StepSpec, ...]
+    generator: tuple[ComponentRef, str, int] | None
+    quantize: bool
+    max_pixels: int
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(f"{s.fingerprint}@{s.seed}" for s in self.steps + self.extra)
+
+    @classmethod
+    def of(cls, item: Item, extra: Sequence[Step], max_pixels: int) -> WorkUnit:
+        rec = item.record
+        generator = None
+        if item.generator is not None:
+            gen, seed = item.generator
+            generator = (ComponentRef.of(gen), gen.fingerprint(), seed)
+        return cls(
+            item_id=item.id,
+            base_hash=item.base_hash,
+            source=rec.source if rec is not None else item.source,
+            path=rec.path if rec is not None else None,
+            data=rec.data if rec is not None and rec.path is None else None,
+            steps=tuple(s.spec for s in item.steps),
+            extra=tuple(s.spec for s in extra),
+            generator=generator,
+            quantize=item.quantize,
+            max_pixels=max_pixels,
+        )
+
+    def to_item(
+        self, build: Callable[[ComponentRef, str], Component]
+    ) -> tuple[Item, tuple[Step, ...]]:
+        """The item and the condition's steps again, components made by ``build(ref, fp)``."""
+        record = None
+        if self.path is not None or self.data is not None:
+            record = Record(label="", source=self.source, path=self.path, data=self.data)
+        generator = None
+        if self.generator is not None:
+            ref, fp, seed = self.generator
+            gen = build(ref, fp)
+            assert isinstance(gen, Generator)
+            generator = (gen, seed)
+
+        def steps(specs: tuple[StepSpec, ...]) -> tuple[Step, ...]:
+            return tuple(
+                Step(build(s.ref, s.fingerprint), s.fingerprint, s.seed, s.ref) for s in specs
+            )
+
+        item = Item(
+            id=self.item_id,
+            label="",
+            source=self.source,
+            base_hash=self.base_hash,
+            record=record,
+            steps=steps(self.steps),
+            quantize=self.quantize,
+            generator=generator,
+        )
+        return item, steps(self.extra)
 
 
 @dataclass
@@ -239,25 +390,42 @@ class Materializer:
         self.cache.put("images", key, _to_store(pixels, item.quantize))
         return pixels
 
+    def load(self, item: Item, extra: Sequence[Step] = ()) -> np.ndarray:
+        """The item's pixels under a test condition: :meth:`image`, then the condition's steps.
+
+        Both engines make pixels through this method (the Ray engine inside its workers).
+        """
+        pixels = self.image(item)
+        for step in extra:
+            pixels = self.apply(step, pixels, item)
+        return pixels
+
     def apply(self, step: Step, pixels: np.ndarray, item: Item) -> np.ndarray:
-        comp = step.component
-        batch = to_tensor(pixels)
-        if isinstance(comp, Launderer):
-            out = comp.launder(batch)
-        elif isinstance(comp, Perturbation):
-            out = comp.apply(batch, np.random.default_rng(step.seed))
-        elif isinstance(comp, Generator):
-            out = comp.img2img(batch, step.seed)
-        else:  # pragma: no cover - config validation prevents this
-            raise TypeError(f"{comp!r} cannot transform images")
-        result = to_array(out)
-        self.notes[item.id].extend(f"{comp.name}: {n}" for n in comp.pop_notes())
-        if result.shape != pixels.shape:
-            self.notes[item.id].append(
-                f"{comp.name}: {pixels.shape[1]}x{pixels.shape[0]} -> "
-                f"{result.shape[1]}x{result.shape[0]}"
-            )
+        result, notes = apply_step(step, pixels)
+        self.notes[item.id].extend(notes)
         return result
+
+
+def apply_step(step: Step, pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """One transform on HWC float32 pixels: the result and the notes it leaves for the report."""
+    comp = step.component
+    batch = to_tensor(pixels)
+    if isinstance(comp, Launderer):
+        out = comp.launder(batch)
+    elif isinstance(comp, Perturbation):
+        out = comp.apply(batch, np.random.default_rng(step.seed))
+    elif isinstance(comp, Generator):
+        out = comp.img2img(batch, step.seed)
+    else:  # pragma: no cover - config validation prevents this
+        raise TypeError(f"{comp!r} cannot transform images")
+    result = to_array(out)
+    notes = [f"{comp.name}: {n}" for n in comp.pop_notes()]
+    if result.shape != pixels.shape:
+        notes.append(
+            f"{comp.name}: {pixels.shape[1]}x{pixels.shape[0]} -> "
+            f"{result.shape[1]}x{result.shape[0]}"
+        )
+    return result, notes
 
 
 def _to_store(pixels: np.ndarray, quantized: bool) -> np.ndarray:

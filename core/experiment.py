@@ -20,8 +20,9 @@ import numpy as np
 from fzoo.cache import ArrayCache, default_cache_dir
 from fzoo.components import Classifier, FeatureExtractor, Perturbation, stable_hash
 from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
-from fzoo.data import DataSet, Item, Materializer, Step, load_items, split_by_source
-from fzoo.engines.local import ExtractionError, Job, extract_features, tensor_batches
+from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_by_source
+from fzoo.engines import make_engine
+from fzoo.engines.local import ExtractionError, Job, tensor_batches
 from fzoo.gallery import collect_gallery
 from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
 from fzoo.pipeline import SavedPipeline, save_pipeline
@@ -150,6 +151,7 @@ class Runner:
         self.image_skips: list[dict[str, str]] = []
         self.fitted_states: dict[str, Path] = {}
         self.extractor_notes: dict[str, list[str]] = {}
+        self.engine = make_engine(spec.engine)
 
     # ------------------------------------------------------------------ data
     def data(self, spec: ExperimentSpec) -> tuple[DataSet, Materializer]:
@@ -173,12 +175,10 @@ class Runner:
             chain = it.chain + tuple(f"{s.fingerprint}@{s.seed}" for s in steps)
 
             def load(it: Item = it, steps: tuple[Step, ...] = steps) -> np.ndarray:
-                pixels = mat.image(it)
-                for step in steps:
-                    pixels = mat.apply(step, pixels, it)
-                return pixels
+                return mat.load(it, steps)
 
-            jobs.append(Job(it.base_hash, chain, load, it.id))
+            unit = WorkUnit.of(it, steps, mat.max_pixels) if self.engine.name != "local" else None
+            jobs.append(Job(it.base_hash, chain, load, it.id, unit))
         return jobs
 
     def _fit_extractors(
@@ -252,38 +252,71 @@ class Runner:
         (fingerprint -> reason) and the others go on; an image that one extractor cannot handle is
         reported as skipped for the pipelines that use that extractor.
         """
-        jobs = self._jobs(items, cond, mat)
+        return self.features_of([(items, cond)], extractors, mat, batch_size, failed)[0]
+
+    def features_of(
+        self,
+        groups: list[tuple[list[Item], Condition]],
+        extractors: dict[str, FeatureExtractor],
+        mat: Materializer,
+        batch_size: int,
+        failed: dict[str, str],
+    ) -> list[dict[str, list[np.ndarray | None]]]:
+        """:meth:`features` of several (items, condition) groups in one engine call.
+
+        A distributed engine pays a fixed cost per call (starting actors, rebuilding components),
+        so a cell's training and test groups go together; failures are judged group by group, in
+        order, as separate calls would.
+        """
+        jobs: list[Job] = []
+        owner: list[Item] = []
+        bounds: list[tuple[int, int]] = []
+        for items, cond in groups:
+            start = len(jobs)
+            jobs += self._jobs(items, cond, mat)
+            owner += items
+            bounds.append((start, len(jobs)))
         todo = {fp: e for fp, e in extractors.items() if fp not in failed}
         while todo:
             try:
-                got = extract_features(jobs, todo, self.cache, batch_size, self.progress)
+                got = self.engine.extract_features(
+                    jobs, todo, self.cache, batch_size, self.progress, states=self.fitted_states
+                )
             except ExtractionError as exc:
                 failed[exc.fingerprint] = str(exc)
                 self.log(f"error: {exc}")
                 todo.pop(exc.fingerprint)
                 continue
-            for ext in todo.values():
-                for note in ext.pop_notes():
+            for i, notes in got.item_notes.items():
+                mat.notes[owner[i].id].extend(notes)
+            for fp, ext in todo.items():
+                for note in ext.pop_notes() + got.extractor_notes.get(fp, []):
                     self.extractor_notes.setdefault(f"[{ext.name}]", [])
                     if note not in self.extractor_notes[f"[{ext.name}]"]:
                         self.extractor_notes[f"[{ext.name}]"].append(note)
-            for fp, fails in got.failures.items():
-                if fails and len(fails) == len(jobs):
-                    failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
-                    self.log(f"error: {failed[fp]}")
-                for i, reason in fails.items():
-                    it = items[i]
-                    entry = {
-                        "path": _display(it),
-                        "label": it.label,
-                        "condition": cond.name,
-                        "reason": reason,
-                    }
-                    if entry not in self.image_skips:  # grid cells meet the same images again
-                        self.log(f"skipped {it.id} ({cond.name}): {reason}")
-                        self.image_skips.append(entry)
-            return got.features
-        return {}
+            out: list[dict[str, list[np.ndarray | None]]] = []
+            for (items, cond), (a, b) in zip(groups, bounds, strict=True):
+                out.append({fp: feats[a:b] for fp, feats in got.features.items()})
+                for fp, all_fails in got.failures.items():
+                    if fp in failed:  # failed in an earlier group: not computed there
+                        continue
+                    fails = {i - a: r for i, r in all_fails.items() if a <= i < b}
+                    if fails and len(fails) == b - a:
+                        failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
+                        self.log(f"error: {failed[fp]}")
+                    for i, reason in fails.items():
+                        it = items[i]
+                        entry = {
+                            "path": _display(it),
+                            "label": it.label,
+                            "condition": cond.name,
+                            "reason": reason,
+                        }
+                        if entry not in self.image_skips:  # grid cells meet the same images again
+                            self.log(f"skipped {it.id} ({cond.name}): {reason}")
+                            self.image_skips.append(entry)
+            return out
+        return [{} for _ in groups]
 
     # ------------------------------------------------------------------ one cell
     def run_cell(self, cell: Cell) -> CellResult:
@@ -320,10 +353,13 @@ class Runner:
                 fps[f"conditions.{cond.name}[{k}]"] = step.fingerprint
 
         batch = spec.engine.batch_size
-        train_feats = self.features(train, Condition(CLEAN, ()), fitted, mat, batch, failed)
-        test_feats = {
-            c.name: self.features(test, c, fitted, mat, batch, failed) for c in conditions
-        }
+        groups = [(train, Condition(CLEAN, ()))] + [(test, c) for c in conditions]
+        if self.engine.one_call:
+            got = self.features_of(groups, fitted, mat, batch, failed)
+        else:  # the local engine: one call per group, in order
+            got = [self.features(items, c, fitted, mat, batch, failed) for items, c in groups]
+        train_feats = got[0]
+        test_feats = {c.name: feats for c, feats in zip(conditions, got[1:], strict=True)}
 
         for pl in spec.pipelines:
             fp_list = [fit_map.get(fp, fp) for fp in pipe_fps[pl.name]]
@@ -500,14 +536,17 @@ class Runner:
         predictions: list[dict[str, Any]] = []
         errors: list[str] = []
         cells = self.experiment.cells
-        for n, cell in enumerate(cells):
-            if len(cells) > 1:
-                self.log(f"[{n + 1}/{len(cells)}] cell {cell.id}")
-            res = self.run_cell(cell)
-            rows += res.rows
-            details += res.details
-            predictions += res.predictions
-            errors += res.errors
+        try:
+            for n, cell in enumerate(cells):
+                if len(cells) > 1:
+                    self.log(f"[{n + 1}/{len(cells)}] cell {cell.id}")
+                res = self.run_cell(cell)
+                rows += res.rows
+                details += res.details
+                predictions += res.predictions
+                errors += res.errors
+        finally:
+            self.engine.close()
         datasets = list(self._data_memo.values())
         skipped = [s.__dict__ for ds, _ in datasets for s in ds.skipped] + self.image_skips
         notes: dict[str, list[str]] = dict(self.extractor_notes)

@@ -1,1 +1,94 @@
-"""Execution engines."""
+"""Execution engines: where features are computed (and derived images made).
+
+``local`` extracts in this process (:mod:`fzoo.engines.local`); ``ray`` sends picklable work units
+to stateful Ray Data actors (:mod:`fzoo.engines.ray`, ``pip install 'forensic-zoo[ray]'``). Both
+read and write the same feature cache and give identical features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fzoo.plugin_manager import PluginError
+
+if TYPE_CHECKING:
+    from fzoo.cache import ArrayCache
+    from fzoo.components import FeatureExtractor
+    from fzoo.config import EngineSpec
+    from fzoo.engines.local import Extracted, Job
+
+Progress = Callable[[Iterable[Any], str, int | None], Iterable[Any]]
+
+
+class EngineError(PluginError):
+    """An engine that cannot run here (not installed, or workers that cannot rebuild a component).
+
+    A :class:`~fzoo.plugin_manager.PluginError`, so ``fzoo run`` reports it in one line.
+    """
+
+
+class Engine(Protocol):
+    """What the runner needs from an engine."""
+
+    name: str
+    #: whether the runner should hand over all the jobs of a grid cell in one call (each call of
+    #: a distributed engine has a fixed cost: starting actors, rebuilding components)
+    one_call: bool
+
+    def extract_features(
+        self,
+        jobs: Sequence[Job],
+        extractors: dict[str, FeatureExtractor],
+        cache: ArrayCache,
+        batch_size: int = 16,
+        progress: Progress | None = None,
+        states: dict[str, Path] | None = None,
+    ) -> Extracted:
+        """Features of every job (see :func:`fzoo.engines.local.extract_features`).
+
+        ``states`` maps the fingerprint of a fitted learned extractor to its saved state.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the engine started (a local Ray instance, say)."""
+        ...
+
+
+class LocalEngine:
+    """Batched, streaming extraction in this process."""
+
+    name = "local"
+    one_call = False
+
+    def extract_features(
+        self,
+        jobs: Sequence[Job],
+        extractors: dict[str, FeatureExtractor],
+        cache: ArrayCache,
+        batch_size: int = 16,
+        progress: Progress | None = None,
+        states: dict[str, Path] | None = None,
+    ) -> Extracted:
+        from fzoo.engines.local import extract_features
+
+        return extract_features(jobs, extractors, cache, batch_size, progress)
+
+    def close(self) -> None:
+        return None
+
+
+def make_engine(spec: EngineSpec) -> Engine:
+    """The engine an experiment's ``engine:`` asks for; raises :class:`EngineError` if missing."""
+    if spec.name == "ray":
+        from fzoo.engines.ray import RayEngine
+
+        return RayEngine(
+            address=spec.address,
+            num_cpus=spec.num_cpus,
+            concurrency=spec.concurrency,
+            batch_size=spec.batch_size,
+        )
+    return LocalEngine()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,15 +18,23 @@ from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import FeatureExtractor
 from fzoo.images import to_tensor
 
+if TYPE_CHECKING:
+    from fzoo.data import WorkUnit
+
 
 @dataclass(frozen=True)
 class Job:
-    """One image to featurise: a key for the cache, and how to get its pixels."""
+    """One image to featurise: a key for the cache, and how to get its pixels.
+
+    ``load`` makes the pixels in this process; ``unit`` says the same as picklable data, for
+    engines that make the pixels elsewhere (see :class:`fzoo.data.WorkUnit`).
+    """
 
     image_hash: str
     chain: tuple[str, ...]
     load: Callable[[], np.ndarray]
     name: str
+    unit: WorkUnit | None = None
 
 
 class ExtractionError(Exception):
@@ -43,10 +51,16 @@ def _key(job: Job, fp: str) -> str:
 
 @dataclass
 class Extracted:
-    """Features by extractor fingerprint (``None`` where an image failed) and why each failed."""
+    """Features by extractor fingerprint (``None`` where an image failed) and why each failed.
+
+    Engines that work in other processes also hand back the notes left there: by job index (what
+    transforms noted about an image) and by extractor fingerprint.
+    """
 
     features: dict[str, list[np.ndarray | None]]
     failures: dict[str, dict[int, str]]
+    item_notes: dict[int, list[str]] = field(default_factory=dict)
+    extractor_notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _run_extractor(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> np.ndarray:
@@ -64,6 +78,55 @@ def _run_extractor(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> np.
     return feats
 
 
+def extract_rows(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> list[np.ndarray | str]:
+    """One batch of same-shape images: a feature row per image, or why the image failed.
+
+    A batch that raises is retried image by image, so an image the extractor cannot handle (too
+    small, say) fails alone. A contract violation raises :class:`ExtractionError`. Every engine
+    extracts through this function.
+    """
+    try:
+        return list(_run_extractor(extractor, pixels))
+    except ExtractionError:
+        raise
+    except Exception:
+        pass
+    out: list[np.ndarray | str] = []
+    for px in pixels:  # retry one by one to isolate the images it cannot handle
+        try:
+            out.append(_run_extractor(extractor, [px])[0])
+        except ExtractionError:
+            raise
+        except Exception as exc:
+            text = str(exc) or type(exc).__name__
+            prefix = "" if text.startswith(extractor.name) else f"{extractor.name}: "
+            out.append(prefix + text)
+    return out
+
+
+def cached_features(
+    jobs: Sequence[Job], fps: Iterable[str], cache: ArrayCache
+) -> tuple[dict[str, list[np.ndarray | None]], dict[str, dict[int, str]], list[int]]:
+    """What the cache already holds: features, failures recorded earlier, and the jobs missing."""
+    fps = list(fps)
+    results: dict[str, list[np.ndarray | None]] = {fp: [None] * len(jobs) for fp in fps}
+    failures: dict[str, dict[int, str]] = {fp: {} for fp in fps}
+    missing: list[int] = []
+    for i, job in enumerate(jobs):
+        need = False
+        for fp in fps:
+            value = cache.get("features", feature_key(job.image_hash, job.chain, fp))
+            if value is None:
+                need = True
+            elif value.dtype.kind == "U":  # a failure recorded by an earlier run
+                failures[fp][i] = str(value.reshape(-1)[0])
+            else:
+                results[fp][i] = value
+        if need:
+            missing.append(i)
+    return results, failures, missing
+
+
 def extract_features(
     jobs: Sequence[Job],
     extractors: dict[str, FeatureExtractor],
@@ -77,21 +140,7 @@ def extract_features(
     small, say) is recorded in ``failures`` with the reason, and the others keep their features.
     A contract violation (wrong output shape) raises :class:`ExtractionError`.
     """
-    results: dict[str, list[np.ndarray | None]] = {fp: [None] * len(jobs) for fp in extractors}
-    failures: dict[str, dict[int, str]] = {fp: {} for fp in extractors}
-    missing: list[int] = []
-    for i, job in enumerate(jobs):
-        need = False
-        for fp in extractors:
-            value = cache.get("features", feature_key(job.image_hash, job.chain, fp))
-            if value is None:
-                need = True
-            elif value.dtype.kind == "U":  # a failure recorded by an earlier run
-                failures[fp][i] = str(value.reshape(-1)[0])
-            else:
-                results[fp][i] = value
-        if need:
-            missing.append(i)
+    results, failures, missing = cached_features(jobs, extractors, cache)
 
     buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, np.ndarray]]] = defaultdict(list)
 
@@ -103,27 +152,18 @@ def extract_features(
         entries = buckets.pop((fp, shape), [])
         if not entries:
             return
-        extractor = extractors[fp]
         try:
-            feats = _run_extractor(extractor, [px for _, px in entries])
-        except ExtractionError:
-            raise
-        except Exception:
-            for i, px in entries:  # retry one by one to isolate the images it cannot handle
-                try:
-                    store(fp, i, _run_extractor(extractor, [px])[0])
-                except ExtractionError:
-                    raise
-                except Exception as exc:
-                    text = str(exc) or type(exc).__name__
-                    prefix = "" if text.startswith(extractor.name) else f"{extractor.name}: "
-                    failures[fp][i] = prefix + text
-                    # remembered, so a re-run does not try again (the image and extractor are
-                    # the same by construction of the key)
-                    cache.put("features", _key(jobs[i], fp), np.array(failures[fp][i]))
-            return
-        for (i, _), row in zip(entries, feats, strict=True):
-            store(fp, i, row)
+            rows = extract_rows(extractors[fp], [px for _, px in entries])
+        except ExtractionError as exc:  # named by its key: a fitted extractor's differs
+            raise ExtractionError(str(exc), fp) from exc
+        for (i, _), row in zip(entries, rows, strict=True):
+            if isinstance(row, str):
+                failures[fp][i] = row
+                # remembered, so a re-run does not try again (the image and extractor are the
+                # same by construction of the key)
+                cache.put("features", _key(jobs[i], fp), np.array(row))
+            else:
+                store(fp, i, row)
 
     iterator: Iterable[int] = missing
     if progress is not None and missing:

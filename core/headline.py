@@ -1,0 +1,53 @@
+"""Headline numbers: named figures an experiment declares (``headline:`` in its YAML), read from
+the finished run and written to ``headline.json``.
+
+Each entry names a result row (``task``, ``pipeline``, ``condition``, optional grid ``cell``) and
+one of: a ``metric`` column (``auc``, ``balanced_accuracy``, ...); a ``rate`` ``"A->B"`` (the
+fraction of test images whose true label is A that the pipeline called B, e.g.
+``laundered->pristine``); or ``chance: true`` (1 / number of classes of that task).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fzoo.experiment import RunResult
+
+
+def _find(items: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any] | None:
+    keys = ("task", "pipeline", "condition", "cell")
+    for it in items:
+        if all(it.get(k, "") == entry.get(k, "") for k in keys) and "error" not in it:
+            return it
+    return None
+
+
+def compute_headline(result: RunResult) -> dict[str, float | None]:
+    """Evaluate every ``headline:`` entry of the experiment; None where a row is missing."""
+    out: dict[str, float | None] = {}
+    for name, spec in result.experiment.headline.items():
+        entry = spec.model_dump(exclude_none=True)
+        entry.setdefault("condition", "clean")
+        value: float | None = None
+        if spec.rate is not None:
+            detail = _find(result.details, entry)
+            if detail is not None:
+                true, pred = (s.strip() for s in spec.rate.split("->", 1))
+                counts = detail.get("by_label", {}).get(true, {})
+                total = sum(counts.values())
+                value = counts.get(pred, 0) / total if total else None
+        elif spec.chance:
+            detail = _find(result.details, entry)
+            if detail is not None and detail.get("labels"):
+                value = 1.0 / len(detail["labels"])
+        else:
+            row = _find(result.rows, entry)
+            if row is not None:
+                raw = row.get(spec.metric or "balanced_accuracy")
+                value = float(raw) if isinstance(raw, int | float) else None
+        if value is not None and math.isnan(value):
+            value = None
+        out[name] = value
+    return out
