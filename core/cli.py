@@ -147,27 +147,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
     exp = _load(args.experiment)
     if exp is None:
         return EXIT_USAGE
-    n = len(exp.cells)
-    print(
-        f"{args.experiment}: OK ({len(exp.spec.pipelines)} pipelines, {len(exp.spec.tasks)} "
-        f"tasks, {len(exp.spec.conditions)} conditions, {n} grid cell{'s' if n != 1 else ''})"
-    )
+    spec = exp.spec
+    counts = [
+        (len(spec.pipelines), "pipeline"),
+        (len(spec.tasks), "task"),
+        (len(spec.conditions), "condition"),
+        (len(exp.cells), "grid cell"),
+    ]
+    listing = ", ".join(f"{k} {word}{'s' if k != 1 else ''}" for k, word in counts)
+    print(f"{args.experiment}: OK ({listing})")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fzoo.experiment import run_experiment
+    from fzoo.experiment import LabelError, run_experiment, tqdm_progress
+    from fzoo.weights import WeightsError
 
     exp = _load(args.experiment)
     if exp is None:
         return EXIT_USAGE
     out = Path(args.out)
-    result = run_experiment(
-        exp,
-        out,
-        cache_dir=args.cache_dir,
-        progress=None if args.quiet else __import__("fzoo.experiment").experiment.tqdm_progress,
-    )
+    try:
+        result = run_experiment(
+            exp, out, cache_dir=args.cache_dir, progress=None if args.quiet else tqdm_progress
+        )
+    except LabelError as exc:
+        print(f"fzoo run: {exp.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (WeightsError, FileNotFoundError, ValueError, OSError) as exc:
+        # dataset roots, weights, disks: one actionable line instead of a traceback
+        print(f"fzoo run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("fzoo run: completed work is cached; fix the cause and run again", file=sys.stderr)
+        return EXIT_ERROR
     if args.json:
         _print_json(
             {

@@ -6,6 +6,7 @@ load -> derive -> split -> perturb (conditions) -> extract (cached) -> fit -> pr
 
 from __future__ import annotations
 
+import copy
 import platform
 import shutil
 import sys
@@ -67,6 +68,7 @@ class RunResult:
     notes: dict[str, list[str]]
     errors: list[str]
     gallery: dict[str, Any] = field(default_factory=dict)
+    headline: dict[str, float | None] = field(default_factory=dict)
 
 
 def package_versions() -> dict[str, str]:
@@ -322,6 +324,7 @@ class Runner:
     def run_cell(self, cell: Cell) -> CellResult:
         spec = cell.spec
         dataset, mat = self.data(spec)
+        check_labels(spec, dataset.items)
         side = split_by_source(dataset.items, spec.split, spec.seed)
         train = [it for it in dataset.items if side[it.source] == "train"]
         test = [it for it in dataset.items if side[it.source] == "test"]
@@ -367,6 +370,8 @@ class Runner:
             if pl.name in broken:
                 bad = [broken[pl.name]]
             for task in spec.tasks:
+                if pl.tasks is not None and task.name not in pl.tasks:
+                    continue
                 base_row = {"cell": cell.id, **cell.values, "pipeline": pl.name, "task": task.name}
                 if bad:
                     result.errors.append(f"{pl.name}/{task.name}: {bad[0]}")
@@ -538,7 +543,7 @@ class Runner:
         cells = self.experiment.cells
         try:
             for n, cell in enumerate(cells):
-                if len(cells) > 1:
+                if len(cells) > 1 and self.progress is not None:
                     self.log(f"[{n + 1}/{len(cells)}] cell {cell.id}")
                 res = self.run_cell(cell)
                 rows += res.rows
@@ -554,7 +559,8 @@ class Runner:
             for k, v in ds.notes.items():
                 notes.setdefault(k, []).extend(v)
             for k, v in mat.notes.items():
-                notes.setdefault(k, []).extend(sorted(set(v)))
+                if v:
+                    notes.setdefault(k, []).extend(sorted(set(v)))
         spec = self.experiment.spec
         counts: dict[str, int] = {}
         for ds, _ in datasets[:1]:
@@ -575,7 +581,7 @@ class Runner:
                 "hits": self.cache.stats.hits,
                 "misses": self.cache.stats.misses,
                 "writes": self.cache.stats.writes,
-                "by_namespace": self.cache.stats.by_namespace,
+                "by_namespace": copy.deepcopy(self.cache.stats.by_namespace),
             },
             "wall_time_s": round(time.time() - start, 2),
             "platform": platform.platform(),
@@ -585,6 +591,36 @@ class Runner:
             ds, mat = datasets[0]
             gallery = collect_gallery(ds.items, mat)
         return RunResult(spec, rows, details, predictions, meta, skipped, notes, errors, gallery)
+
+
+class LabelError(ValueError):
+    """The experiment names a label (or camera) that no image has."""
+
+
+def check_labels(spec: ExperimentSpec, items: list[Item]) -> None:
+    """Every label a derived class or a task names must exist in the data; say which do."""
+    labels = {it.label for it in items}
+    cameras = {it.camera for it in items if it.camera is not None}
+    problems = []
+    for d in spec.data.derive:
+        problems += [f"derived class {d.label!r}: 'from' {x!r}" for x in d.from_ if x not in labels]
+    for t in spec.tasks:
+        targets = cameras if t.target == "camera" else labels
+        for key in ("positive", "classes"):
+            problems += [
+                f"task {t.name!r}: {key} {x!r}" for x in getattr(t, key) or [] if x not in targets
+            ]
+        for key in ("train_on", "test_on"):
+            problems += [
+                f"task {t.name!r}: {key} {x!r}" for x in getattr(t, key) or [] if x not in labels
+            ]
+        if t.target == "camera" and not cameras:
+            problems.append(f"task {t.name!r}: target camera, but no image has a camera")
+    if problems:
+        raise LabelError(
+            f"{'; '.join(problems)} matches no image. Labels present: {sorted(labels)}"
+            + (f"; cameras: {sorted(cameras)}" if cameras else "")
+        )
 
 
 def _display(item: Item) -> str:
@@ -610,4 +646,11 @@ def run_experiment(
     runner = Runner(experiment, out, Path(cache_dir) if cache_dir else None, progress)
     result = runner.run()
     write_report(result, out)
+    if experiment.spec.headline:
+        from fzoo.fsutil import atomic_write_text
+        from fzoo.headline import compute_headline
+        from fzoo.report import to_json
+
+        result.headline = compute_headline(result)
+        atomic_write_text(out / "headline.json", to_json(result.headline) + "\n")
     return result

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fzoo import figures
+from fzoo.components import stable_hash
 from fzoo.metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
@@ -82,7 +83,10 @@ class _Figures:
 
 def _slug(*parts: str) -> str:
     text = "-".join(p for p in parts if p)
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:100]
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    if len(slug) > 80:  # long grid cell ids: keep names unique with a hash of the full text
+        slug = f"{slug[:70]}-{stable_hash(text, 8)}"
+    return slug
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], text_cols: set[str]) -> str:

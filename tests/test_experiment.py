@@ -341,3 +341,39 @@ def test_faults_in_fit_or_weights_fail_only_their_pipeline(tmp_path, image_root,
         "clean",
         "jpeg90",
     ]
+
+
+def test_labels_that_match_no_image_are_an_error(tmp_path, image_root, capsys):
+    from fzoo.cli import main
+
+    root, _ = image_root
+    text = EXP.replace("positive: [processed]", "positive: [procesed]")
+    path = write_exp(tmp_path, root, text=text)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "task 'processed': positive 'procesed' matches no image" in err
+    assert "Labels present: ['pristine', 'processed']" in err
+
+
+def test_headline_and_pipeline_task_lists(tmp_path, image_root):
+    root, _ = image_root
+    extra = """\
+    headline:
+      dct_auc: {task: processed, pipeline: dct-lr, metric: auc}
+      dct_missed: {task: processed, pipeline: dct-lr, rate: "processed->not-processed"}
+      chance: {task: processed, pipeline: dct-lr, chance: true}
+      rf_auc: {task: processed, pipeline: fft-rf, metric: auc}
+    """
+    text = EXP.replace(
+        "classifier: {{name: random-forest, params: {{n_estimators: 30}}}}",
+        "classifier: {{name: random-forest, params: {{n_estimators: 30}}}}\n    tasks: []",
+    )
+    result = run_experiment(
+        load_experiment(write_exp(tmp_path, root, extra, text)), tmp_path / "o", progress=None
+    )
+    headline = json.loads((tmp_path / "o" / "headline.json").read_text())
+    row = next(r for r in result.rows if r["pipeline"] == "dct-lr" and r["condition"] == "clean")
+    assert headline["dct_auc"] == pytest.approx(row["auc"])
+    assert headline["chance"] == 0.5 and 0.0 <= headline["dct_missed"] <= 1.0
+    assert headline["rf_auc"] is None  # the pipeline runs no task
+    assert not [r for r in result.rows if r["pipeline"] == "fft-rf"]
