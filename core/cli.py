@@ -233,7 +233,14 @@ def _expand_paths(paths: Sequence[str]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(sorted(q for q in path.rglob("*") if q.is_file() and is_image_path(q)))
+            # symlinks too (dangling ones and loops are then reported per file, not dropped)
+            out.extend(
+                sorted(
+                    q
+                    for q in path.rglob("*")
+                    if (q.is_symlink() or q.is_file()) and is_image_path(q)
+                )
+            )
         else:
             out.append(path)
     return out
@@ -270,6 +277,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         except ImageError as exc:
             skipped.append({"path": str(path), "reason": exc.reason})
             print(f"skipped {path}: {exc.reason}", file=sys.stderr)
+        except Exception as exc:  # the extractor cannot handle this image (too small, say)
+            reason = f"{extractor.name}: {exc}"
+            skipped.append({"path": str(path), "reason": reason})
+            print(f"skipped {path}: {reason}", file=sys.stderr)
     if not feats:
         print("fzoo extract: no image could be read", file=sys.stderr)
         return EXIT_ERROR
@@ -362,8 +373,9 @@ def cmd_launder(args: argparse.Namespace) -> int:
     except LaunderUsageError as exc:
         print(f"fzoo launder: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except WeightsError as exc:
-        print(f"fzoo launder: {exc}", file=sys.stderr)
+    except (WeightsError, OSError) as exc:  # missing weights, a full disk
+        print(f"fzoo launder: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("fzoo launder: outputs written so far are kept; run again to resume", file=sys.stderr)
         return EXIT_ERROR
     data = summary.as_dict()
     if args.json:

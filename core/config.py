@@ -108,7 +108,13 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, locs: dict[Path
 
 def parse_yaml(text: str, file: str = "<string>") -> Located:
     """Parse YAML safely, keeping locations; raises :class:`ConfigError` on any YAML problem."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: the reader checks up front
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        what = f"character {exc.character:#06x} is not allowed in YAML"
+        raise ConfigError([ConfigIssue(file, line, col, what)]) from None
     try:
         node = loader.get_single_node()
         locs: dict[Path_, Loc] = {}

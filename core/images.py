@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +121,8 @@ def decode_bytes(
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # max_pixels (checked below) is the limit, not Pillow's warning threshold (89.5 M)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(raw))
             width, height = img.size
             if width * height > max_pixels:
@@ -140,8 +142,14 @@ def decode_bytes(
             mode = img.mode
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(name, f"decompression bomb refused: {exc}") from None
+    except Image.DecompressionBombError as exc:  # over Pillow's hard limit (2 x 89.5 M pixels)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{found.group(1)} pixels" if found else "the declared size"
+        hard = 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+        limit = f"max_pixels={max_pixels}" if max_pixels < hard else f"Pillow's limit {hard}"
+        raise ImageError(
+            name, f"{size} exceeds {limit} (possible decompression bomb); not decoded"
+        ) from None
     except Exception as exc:  # Pillow raises many types for broken files
         reason = str(exc).strip() or type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):

@@ -135,7 +135,10 @@ def check_dirs(
 
 def plan(in_dir: Path) -> list[Job]:
     """Every image under ``in_dir`` (sorted) with its output name; output names are unique."""
-    sources = sorted(p for p in in_dir.rglob("*") if p.is_file() and is_image_path(p))
+    # symlinks too: a dangling link or a loop is then reported as unreadable, not dropped
+    sources = sorted(
+        p for p in in_dir.rglob("*") if (p.is_symlink() or p.is_file()) and is_image_path(p)
+    )
     by_target: dict[str, list[Path]] = collections.defaultdict(list)
     for p in sources:
         by_target[p.relative_to(in_dir).with_suffix(".png").as_posix()].append(p)
@@ -166,7 +169,8 @@ def _csv_line(rows: Sequence[Sequence[str]]) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows(rows)
-    return buf.getvalue().encode("utf-8")
+    # file names that are not valid UTF-8 keep their original bytes
+    return buf.getvalue().encode("utf-8", "surrogateescape")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -406,8 +410,15 @@ def launder_folder(
     def write_batch(items: list[tuple[Job, np.ndarray, np.ndarray, str]]) -> None:
         rows: list[list[str]] = []
         for job, source_px, out_u8, notes in items:
+            target = dst / job.output
+            if target.parent.resolve().is_relative_to(src):  # a symlink in OUT_DIR into IN_DIR
+                summary.failed.append(
+                    {"path": str(job.source), "reason": f"{target.parent} leads into IN_DIR"}
+                )
+                emit(f"skipped {job.source}: {target.parent} leads into IN_DIR; not written")
+                continue
             try:
-                write_png_new(dst / job.output, out_u8)
+                write_png_new(target, out_u8)
             except FileExistsError:
                 summary.skipped_existing += 1
                 summary.unlisted_existing.append(job.output)

@@ -26,9 +26,16 @@ def load_estimator(path: Path, extra_trusted: tuple[str, ...] = ()) -> Any:
 
     Raises :class:`UntrustedStateError` naming the offending types instead of executing anything.
     """
+    import zipfile
+
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=path)
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise UntrustedStateError(
+            f"{path}: not a valid skops file ({type(exc).__name__}: {exc}); refusing to load it"
+        ) from None
     prefixes = TRUSTED_PREFIXES + tuple(extra_trusted)
     refused = [t for t in untrusted if not t.startswith(prefixes)]
     if refused:

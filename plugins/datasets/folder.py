@@ -57,7 +57,7 @@ class FolderDataset(fzoo.Dataset):
         skipped_links: list[str] = []
         with os.scandir(root) as it:
             for entry in it:
-                if entry.name.startswith(".") or not entry.is_dir():
+                if entry.name.startswith(".") or not _is_dir(entry):
                     continue
                 if entry.is_symlink() and not self.params.follow_symlinks:
                     skipped_links.append(entry.name)
@@ -99,7 +99,7 @@ class FolderDataset(fzoo.Dataset):
                 if entry.name.startswith("."):
                     continue
                 rel = f"{prefix}{entry.name}"
-                if entry.is_dir():
+                if _is_dir(entry):
                     if not self.params.recursive:
                         continue
                     if entry.is_symlink() and not self.params.follow_symlinks:
@@ -118,3 +118,12 @@ class FolderDataset(fzoo.Dataset):
             for rel in self._files(folder):
                 stem, _ = os.path.splitext(rel)
                 yield fzoo.Record(label=label, source=stem, path=str(folder / rel))
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """``entry.is_dir()``, but False for a symlink loop (ELOOP) instead of raising; the file is
+    then listed, and the runner reports it as unreadable."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
