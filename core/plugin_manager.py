@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.virtual_cameras",
     "fzoo.plugins.reconstruction",
     "fzoo.plugins.sd_vae",
+    "fzoo.plugins.camera_id",
 )
 
 ENTRY_POINT_GROUP = "fzoo"
