@@ -53,7 +53,7 @@ def test_report_is_self_contained_with_figures(report):
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     # heatmap x2, ROC x2 (binary task), confusion x4 (2 cells x 2 tasks), spectra, examples
     assert len(images) == 10
-    assert "src=\"http" not in page and "<link" not in page  # nothing to fetch
+    assert 'src="http' not in page and "<link" not in page  # nothing to fetch
     pngs = sorted(p.name for p in (report / "figures").glob("*.png"))
     assert len(pngs) == 10 and "spectra.png" in pngs and "examples.png" in pngs
     assert "seeds, versions, fingerprints" in page
