@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(VENV)/bin/fzoo run skimage-demo --out demo-out
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --check --no-cache .
 	mkdir -p build/mypy && ln -sfn ../../core build/mypy/fzoo
 	$(VENV)/bin/mypy -p fzoo
 
