@@ -112,13 +112,16 @@ def read_model_index(folder: Path) -> dict[str, Any]:
     return index
 
 
-def load_float32(cls: Any, path: Path) -> Any:
-    """``cls.from_pretrained(path, local_files_only=True)`` in float32, in eval mode."""
+def load_model(cls: Any, path: Path, dtype: torch.dtype | None = None) -> Any:
+    """``cls.from_pretrained(path, local_files_only=True)`` in ``dtype`` (default float32), in
+    eval mode."""
     import torch
 
     with warnings.catch_warnings():  # torch_dtype: every diffusers version; new ones warn
         warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
-        model = cls.from_pretrained(str(path), local_files_only=True, torch_dtype=torch.float32)
+        model = cls.from_pretrained(
+            str(path), local_files_only=True, torch_dtype=dtype or torch.float32
+        )
     return model.eval()
 
 
@@ -129,8 +132,8 @@ class _Loaded:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
         # float32 whatever the stored dtype (the bundled UNet is stored in float16)
-        self.unet = load_float32(UNet2DModel, ldm_dir / index.get("unet", "unet")).to(device)
-        self.vae = load_float32(AutoencoderKL, vae_dir).to(device)
+        self.unet = load_model(UNet2DModel, ldm_dir / index.get("unet", "unet")).to(device)
+        self.vae = load_model(AutoencoderKL, vae_dir).to(device)
         self.scheduler_config = dict(
             DDIMScheduler.load_config(str(ldm_dir / index.get("scheduler", "scheduler")))
         )

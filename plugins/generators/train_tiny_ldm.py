@@ -58,7 +58,7 @@ from fzoo.plugins.generators.tiny_ldm import (  # noqa: E402
     FORMAT,
     FORMAT_VERSION,
     VAE_WEIGHTS_FILE,
-    load_float32,
+    load_model,
     scheduler_config,
 )
 
@@ -176,7 +176,7 @@ def load_vae(path: str) -> Any:
     from diffusers import AutoencoderKL
 
     resolved = fzoo.resolve_weights(path, param="vae").path
-    vae = load_float32(AutoencoderKL, resolved)
+    vae = load_model(AutoencoderKL, resolved)
     return vae, resolved
 
 
@@ -443,16 +443,18 @@ def export(src: Path, dest: Path, fp16: bool = True) -> None:
 
     index = json.loads((src / "fzoo.json").read_text())
     dtype = torch.float16 if fp16 else torch.float32
-    unet = load_float32(UNet2DModel, src / "unet")
+    unet = load_model(UNet2DModel, src / "unet", dtype=dtype)
     tmp = dest.with_name(dest.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    unet.to(dtype).save_pretrained(tmp / "unet", safe_serialization=True)
+    unet.save_pretrained(tmp / "unet", safe_serialization=True)
     shutil.copytree(src / "scheduler", tmp / "scheduler")
     index["unet_dtype"] = str(dtype).removeprefix("torch.")
     (tmp / "fzoo.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     write_sums(tmp)
+    for q in tmp.rglob("*"):
+        q.chmod(0o755 if q.is_dir() else 0o644)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
