@@ -139,11 +139,13 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(curves: dict[str, Path], png: Path) -> None:
+def plot_curves(curves: dict[str, tuple[Path, float]], png: Path) -> None:
     """Plot training curves (``curve.csv`` from ``train_tiny_vae``) into one PNG.
 
-    Left: PSNR on fixed crops of training photos (solid) and on the held-out photos (dashed,
-    monitoring only) against training wall time; right: the training loss.
+    ``curves`` maps a label to (CSV path, time offset in minutes), the offset placing a
+    warm-started run after the run it started from. Left: PSNR on fixed crops of training
+    photos (solid) and on the held-out photos (dashed, monitoring only) against training wall
+    time; right: the training loss.
     """
     import csv
 
@@ -153,10 +155,10 @@ def plot_curves(curves: dict[str, Path], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (label, path) in enumerate(curves.items()):
+    for i, (label, (path, offset)) in enumerate(curves.items()):
         with path.open() as fh:
             rows = list(csv.DictReader(fh))
-        t = [float(r["elapsed_s"]) / 60 for r in rows]
+        t = [offset + float(r["elapsed_s"]) / 60 for r in rows]
         color = f"C{i}"
         ax1.plot(
             t,
@@ -205,15 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--curve",
         action="append",
-        metavar="LABEL=CSV",
-        help="only plot training curves (repeatable) into --curve-png, no evaluation",
+        metavar="LABEL=CSV[@MINUTES]",
+        help="only plot training curves (repeatable, optionally shifted by MINUTES) into "
+        "--curve-png, no evaluation",
     )
     p.add_argument("--curve-png", type=Path, help="PNG written by --curve")
     a = p.parse_args(argv)
     if a.curve:
         if not a.curve_png:
             p.error("--curve needs --curve-png")
-        curves = {c.split("=", 1)[0]: Path(c.split("=", 1)[1]) for c in a.curve}
+        curves: dict[str, tuple[Path, float]] = {}
+        for c in a.curve:
+            label, spec = c.split("=", 1)
+            path, _, offset = spec.partition("@")
+            curves[label] = (Path(path), float(offset or 0.0))
         plot_curves(curves, a.curve_png)
         return 0
     torch.set_num_threads(max(1, a.threads))

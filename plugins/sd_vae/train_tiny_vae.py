@@ -153,8 +153,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: none)")
     p.add_argument(
         "--init-from",
-        help="warm start from a saved model with the same blocks and fewer latent channels "
-        "(function-preserving: its latents become the first channels; see widen_latents)",
+        help="warm start from a saved model with the same blocks and at most as many latent "
+        "channels (function-preserving: its latents become the first channels, see "
+        "widen_latents; with equal channels a plain copy, e.g. to continue a stopped run)",
     )
     a = p.parse_args(argv)
     cfg = Config(
