@@ -1,4 +1,4 @@
-# fzoo: two commands. `make demo` runs the main job, `make test` runs the suite.
+# fzoo: two commands. `make demo` runs the laundering study (`fzoo demo`), `make test` runs the suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/fzoo run skimage-demo --out demo-out
+	HF_HUB_OFFLINE=1 $(VENV)/bin/fzoo demo --out demo-out
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --no-cache .

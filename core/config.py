@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -223,8 +224,17 @@ class SplitSpec(_Strict):
 
 
 class ConditionSpec(_Strict):
+    """A test-time condition: an optional launderer, then perturbations, applied to test images.
+
+    A launderer's output is rounded to 8 bits, as a saved PNG would be. ``tasks`` restricts the
+    condition to some tasks (and its images to the labels those tasks test on), so a sweep of
+    conditions for one task costs nothing for the others.
+    """
+
     name: str
+    launderer: ComponentSpec | None = None
     perturbations: list[ComponentSpec] = Field(default_factory=list)
+    tasks: list[str] | None = Field(None, description="only for these tasks (default: all)")
 
 
 class PipelineSpec(_Strict):
@@ -240,7 +250,11 @@ class TaskSpec(_Strict):
     name: str
     type: Literal["binary", "multiclass"] = "multiclass"
     target: Literal["label", "camera"] = "label"
-    classes: list[str] | None = None
+    classes: list[str | dict[str, list[str]]] | None = Field(
+        None,
+        description="multiclass: the labels to use (default all); a one-key mapping groups "
+        "labels into one class, e.g. {synthetic: [from-noise, img2img]}",
+    )
     positive: list[str] | None = None
     train_on: list[str] | None = Field(None, description="labels used for training (default all)")
     test_on: list[str] | None = Field(None, description="labels used for testing (default all)")
@@ -255,7 +269,32 @@ class TaskSpec(_Strict):
                 "'classes' is for multiclass tasks; a binary task is 'positive' vs the rest "
                 "(restrict the images with 'train_on'/'test_on')"
             )
+        seen: set[str] = set()
+        for entry in self.classes or []:
+            if isinstance(entry, dict) and (len(entry) != 1 or not next(iter(entry.values()))):
+                raise ValueError(
+                    "a class group is a mapping with one key, the class name, and a non-empty "
+                    f"list of labels (got {entry!r})"
+                )
+            members = [entry] if isinstance(entry, str) else next(iter(entry.values()))
+            for label in members:
+                if label in seen:
+                    raise ValueError(f"label {label!r} appears twice in 'classes'")
+                seen.add(label)
         return self
+
+    def class_of(self) -> dict[str, str] | None:
+        """Multiclass: label (or camera) -> class name; None when every value is its own class."""
+        if self.classes is None:
+            return None
+        out: dict[str, str] = {}
+        for entry in self.classes:
+            if isinstance(entry, str):
+                out[entry] = entry
+            else:
+                for name, members in entry.items():
+                    out.update({m: name for m in members})
+        return out
 
 
 class HeadlineSpec(_Strict):
@@ -268,6 +307,7 @@ class HeadlineSpec(_Strict):
     metric: str | None = None
     rate: str | None = Field(None, pattern=r"^[^>]+->[^>]+$")
     chance: bool = False
+    description: str = Field("", description="what the number is, for people (printed with it)")
 
     @model_validator(mode="after")
     def _one_kind(self) -> HeadlineSpec:
@@ -308,6 +348,12 @@ class ExperimentSpec(_Strict):
     tasks: list[TaskSpec] = Field(min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     headline: dict[str, HeadlineSpec] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named sets of overrides ({dotted.path: value}, paths as in 'grid'), chosen "
+        "with `fzoo run NAME --variant V`, e.g. a quick version of a long study",
+    )
+    variant: str | None = Field(None, description="the variant applied (set by the loader)")
     cache_dir: str | None = None
     engine: EngineSpec = Field(default_factory=lambda: EngineSpec())
 
@@ -328,10 +374,16 @@ class ExperimentSpec(_Strict):
             for t in pl.tasks or []:
                 if t not in tasks:
                     raise ValueError(f"pipeline {pl.name!r} names unknown task {t!r}")
+        for cond in self.conditions:
+            for t in cond.tasks or []:
+                if t not in tasks:
+                    raise ValueError(f"condition {cond.name!r} names unknown task {t!r}")
         pipelines = {p.name for p in self.pipelines}
         for key, h in self.headline.items():
             if h.task not in tasks or h.pipeline not in pipelines:
                 raise ValueError(f"headline {key!r} names an unknown task or pipeline")
+            if h.condition not in {c.name for c in self.conditions}:
+                raise ValueError(f"headline {key!r} names unknown condition {h.condition!r}")
         return self
 
 
@@ -358,7 +410,7 @@ def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> l
 
 
 def _resolve_path(data: Any, dotted: str) -> tuple[Path_, Any]:
-    """Walk ``a.b.name.c`` through dicts (keys), lists (index or item ``name``).
+    """Walk ``a.b.name.c`` through dicts (keys), lists (index, item ``name`` or ``label``).
 
     Missing mapping keys are created (``classifier.params.C`` on a classifier without params), and
     a component given by name alone (``classifier: svm``) becomes ``{name: svm}``; the expanded
@@ -383,7 +435,8 @@ def _resolve_path(data: Any, dotted: str) -> tuple[Path_, Any]:
             if part.isdigit() and int(part) < len(cur):
                 idx = int(part)
             else:
-                names = [i.get("name") for i in cur if isinstance(i, dict)]
+                # items are found by their name (pipelines, tasks) or label (derived classes)
+                names = [i.get("name", i.get("label")) for i in cur if isinstance(i, dict)]
                 if part not in names:
                     raise KeyError(f"no item {part!r} in list {'.'.join(map(str, path))}")
                 idx = names.index(part)
@@ -464,6 +517,8 @@ def _component_paths(spec: ExperimentSpec) -> list[tuple[Path_, ComponentSpec, s
         for j, p in enumerate(d.perturbations):
             out.append((("data", "derive", i, "perturbations", j), p, "perturbation"))
     for i, c in enumerate(spec.conditions):
+        if c.launderer is not None:
+            out.append((("conditions", i, "launderer"), c.launderer, "launderer"))
         for j, p in enumerate(c.perturbations):
             out.append((("conditions", i, "perturbations", j), p, "perturbation"))
     for i, pl in enumerate(spec.pipelines):
@@ -543,10 +598,91 @@ class Experiment:
         return self.located.file
 
 
-def validate_data(raw: Any, located: Located, prefix: Path_ = ()) -> Experiment:
-    """Both phases on an already parsed mapping; raises :class:`ConfigError`."""
+def set_override(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` (a dotted path as in ``grid``) to ``value`` in ``data``, in place.
+
+    A key ending in ``+`` appends ``value`` to the list at that path (``conditions+``).
+    Raises ``KeyError`` when the path does not exist.
+    """
+    if key.endswith("+"):
+        path, target = _resolve_path(data, key[:-1])
+        if not isinstance(target, list):
+            raise KeyError(f"{key[:-1]!r} is not a list; '+' appends to a list")
+        target.append(copy.deepcopy(value))
+        return
+    path, _ = _resolve_path(data, key)
+    _set_path(data, path, copy.deepcopy(value))
+
+
+Overrides = dict[str, Any] | Sequence[tuple[str, Any]]
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Overrides, located: Located, where: Path_
+) -> dict[str, Any]:
+    """A copy of ``raw`` with every ``(dotted.path, value)`` of ``overrides`` set, in order."""
+    data = copy.deepcopy(raw)
+    issues = []
+    pairs = list(overrides.items()) if isinstance(overrides, dict) else list(overrides)
+    for key, value in pairs:
+        try:
+            set_override(data, str(key), value)
+        except KeyError as exc:
+            issues.append(located.issue((*where, key), f"override {key!r}: {exc.args[0]}"))
+    if issues:
+        raise ConfigError(issues)
+    return data
+
+
+def apply_variant(raw: dict[str, Any], variant: str, located: Located, prefix: Path_) -> Any:
+    """``raw`` with the overrides of ``variants[variant]`` set (a copy; ``raw`` is unchanged)."""
+    variants = raw.get("variants")
+    if not isinstance(variants, dict) or variant not in variants:
+        import difflib
+
+        names = sorted(variants) if isinstance(variants, dict) else []
+        close = difflib.get_close_matches(variant, names, 1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            [
+                located.issue(
+                    prefix,
+                    f"no variant {variant!r} in this experiment.{hint} "
+                    f"Variants: {', '.join(names) or '(none)'}",
+                )
+            ]
+        )
+    overrides = variants[variant]
+    where = (*prefix, "variants", variant)
+    if not isinstance(overrides, dict):
+        raise ConfigError([located.issue(where, "a variant is a mapping {dotted.path: value}")])
+    data = apply_overrides(raw, overrides, located, where)
+    data["variant"] = variant
+    return data
+
+
+def validate_data(
+    raw: Any,
+    located: Located,
+    prefix: Path_ = (),
+    variant: str | None = None,
+    overrides: Overrides | None = None,
+) -> Experiment:
+    """Both phases on an already parsed mapping; raises :class:`ConfigError`.
+
+    ``variant`` applies one of the experiment's named ``variants`` first, then ``overrides``
+    (``{dotted.path: value}``, ``path+`` appends to a list; see :func:`set_override`).
+    """
     if not isinstance(raw, dict):
         raise ConfigError([located.issue(prefix, "an experiment must be a YAML mapping")])
+    if "variant" in raw:
+        raise ConfigError(
+            [located.issue((*prefix, "variant"), "'variant' is set by `--variant`, not in YAML")]
+        )
+    if variant is not None:
+        raw = apply_variant(raw, variant, located, prefix)
+    if overrides:
+        raw = apply_overrides(raw, overrides, located, prefix)
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
@@ -598,8 +734,16 @@ def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return out
 
 
-def load_experiment(path_or_name: str | Path) -> Experiment:
-    """Load and validate an experiment from a YAML file, or by name from ``registry.yaml``."""
+def load_experiment(
+    path_or_name: str | Path,
+    variant: str | None = None,
+    overrides: Overrides | None = None,
+) -> Experiment:
+    """Load and validate an experiment from a YAML file, or by name from ``registry.yaml``.
+
+    ``variant`` names one of the experiment's ``variants`` (override sets) to apply;
+    ``overrides`` (``{dotted.path: value}``) are set after it, as ``fzoo run --set`` does.
+    """
     p = Path(path_or_name)
     if not p.exists():
         from fzoo.registry import experiments
@@ -612,7 +756,7 @@ def load_experiment(path_or_name: str | Path) -> Experiment:
             raw = located.data["experiments"][str(path_or_name)]
             if isinstance(raw, dict):
                 raw = {"name": str(path_or_name), **raw}
-            return validate_data(raw, located, prefix)
+            return validate_data(raw, located, prefix, variant, overrides)
         import difflib
 
         close = difflib.get_close_matches(str(path_or_name), list(named), 1)
@@ -629,7 +773,7 @@ def load_experiment(path_or_name: str | Path) -> Experiment:
             ]
         )
     _, located = load_yaml(p)
-    return validate_data(located.data, located)
+    return validate_data(located.data, located, (), variant, overrides)
 
 
 def create_component(kind: str, name: str, **params: Any) -> Any:

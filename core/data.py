@@ -398,6 +398,8 @@ class Materializer:
         pixels = self.image(item)
         for step in extra:
             pixels = self.apply(step, pixels, item)
+            if isinstance(step.component, Launderer):  # a laundered image is saved as 8 bits
+                pixels = quantize(pixels)
         return pixels
 
     def apply(self, step: Step, pixels: np.ndarray, item: Item) -> np.ndarray:

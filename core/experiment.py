@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from fzoo.cache import ArrayCache, default_cache_dir
-from fzoo.components import Classifier, FeatureExtractor, Perturbation, stable_hash
+from fzoo.components import Classifier, FeatureExtractor, Launderer, Perturbation, stable_hash
 from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
 from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_by_source
 from fzoo.engines import make_engine
 from fzoo.engines.local import ExtractionError, Job, tensor_batches
-from fzoo.gallery import collect_gallery
+from fzoo.gallery import collect_gallery, psnr
 from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
 from fzoo.pipeline import SavedPipeline, save_pipeline
 
@@ -41,10 +41,25 @@ def tqdm_progress(iterable: Iterable[Any], desc: str, total: int | None) -> Iter
 
 @dataclass
 class Condition:
-    """A test-time condition: a name and the perturbation steps it applies."""
+    """A test-time condition: a name, the steps it applies (launderer first, then
+    perturbations) and the tasks it is for (None: all)."""
 
     name: str
     steps: tuple[Step, ...]
+    tasks: tuple[str, ...] | None = None
+
+    def applies_to(self, task: str) -> bool:
+        return self.tasks is None or task in self.tasks
+
+
+@dataclass
+class TestGroup:
+    """The test images of one condition, their features, and their PSNR under it (or None)."""
+
+    condition: Condition
+    items: list[Item]
+    features: dict[str, list[np.ndarray | None]]
+    psnr: list[float | None] | None = None
 
 
 @dataclass
@@ -99,11 +114,16 @@ def _conditions(spec: ExperimentSpec) -> list[Condition]:
     out = []
     for cond in spec.conditions:
         steps = []
+        if cond.launderer is not None:
+            lau = resolve_component(cond.launderer, "launderer").build()
+            assert isinstance(lau, Launderer)
+            steps.append(Step(lau, lau.fingerprint(), 0))
         for p in cond.perturbations:
             comp = resolve_component(p, "perturbation").build()
             assert isinstance(comp, Perturbation)
             steps.append(Step(comp, comp.fingerprint(), 0))
-        out.append(Condition(cond.name, tuple(steps)))
+        tasks = tuple(cond.tasks) if cond.tasks is not None else None
+        out.append(Condition(cond.name, tuple(steps), tasks))
     return out
 
 
@@ -115,8 +135,9 @@ def _task_target(task: TaskSpec, item: Item) -> str | None:
     if task.type == "binary":
         assert task.positive is not None
         return _positive_name(task) if value in task.positive else _negative_name(task)
-    if task.classes is not None and value not in task.classes:
-        return None
+    class_of = task.class_of()
+    if class_of is not None:
+        return class_of.get(value)
     return value
 
 
@@ -167,14 +188,20 @@ class Runner:
         return self._data_memo[key]
 
     # ------------------------------------------------------------------ features
+    @staticmethod
+    def _steps(it: Item, cond: Condition) -> tuple[tuple[Step, ...], tuple[str, ...]]:
+        """The condition's steps for one item (each seeded by item and condition) and the
+        item's full transform chain under it."""
+        steps = tuple(
+            Step(s.component, s.fingerprint, int(stable_hash([it.id, cond.name, k], 8), 16))
+            for k, s in enumerate(cond.steps)
+        )
+        return steps, it.chain + tuple(f"{s.fingerprint}@{s.seed}" for s in steps)
+
     def _jobs(self, items: list[Item], cond: Condition, mat: Materializer) -> list[Job]:
         jobs = []
         for it in items:
-            steps = tuple(
-                Step(s.component, s.fingerprint, int(stable_hash([it.id, cond.name, k], 8), 16))
-                for k, s in enumerate(cond.steps)
-            )
-            chain = it.chain + tuple(f"{s.fingerprint}@{s.seed}" for s in steps)
+            steps, chain = self._steps(it, cond)
 
             def load(it: Item = it, steps: tuple[Step, ...] = steps) -> np.ndarray:
                 return mat.load(it, steps)
@@ -182,6 +209,33 @@ class Runner:
             unit = WorkUnit.of(it, steps, mat.max_pixels) if self.engine.name != "local" else None
             jobs.append(Job(it.base_hash, chain, load, it.id, unit))
         return jobs
+
+    def condition_psnr(
+        self, items: list[Item], cond: Condition, mat: Materializer
+    ) -> list[float | None]:
+        """PSNR (dB) of each item under ``cond`` against the item itself (None: not computable).
+
+        Computed once per image and chain and kept in the cache (namespace ``psnr``); identical
+        images give ``inf``.
+        """
+        out: list[float | None] = []
+        for it in items:
+            steps, chain = self._steps(it, cond)
+            key = stable_hash(["psnr", it.base_hash, chain])
+            cached = self.cache.get("psnr", key)
+            if cached is not None:
+                out.append(float(cached[0]))
+                continue
+            try:
+                clean = mat.image(it)
+                changed = mat.load(it, steps)
+            except Exception:  # the extraction pass has reported this image already
+                out.append(None)
+                continue
+            value = psnr(clean, changed) if clean.shape == changed.shape else float("nan")
+            self.cache.put("psnr", key, np.asarray([value], dtype=np.float64))
+            out.append(value)
+        return out
 
     def _fit_extractors(
         self,
@@ -356,13 +410,23 @@ class Runner:
                 fps[f"conditions.{cond.name}[{k}]"] = step.fingerprint
 
         batch = spec.engine.batch_size
-        groups = [(train, Condition(CLEAN, ()))] + [(test, c) for c in conditions]
+        scopes = [self._scope(spec, c, test, pipe_fps, fit_map, fitted, broken) for c in conditions]
+        groups = [(train, Condition(CLEAN, ()))] + [
+            (items, c) for c, (items, _) in zip(conditions, scopes, strict=True)
+        ]
         if self.engine.one_call:
             got = self.features_of(groups, fitted, mat, batch, failed)
-        else:  # the local engine: one call per group, in order
-            got = [self.features(items, c, fitted, mat, batch, failed) for items, c in groups]
+        else:  # the local engine: one call per group, in order, with the extractors it needs
+            extractors = [fitted] + [ext for _, ext in scopes]
+            got = [
+                self.features(items, c, ext, mat, batch, failed)
+                for (items, c), ext in zip(groups, extractors, strict=True)
+            ]
         train_feats = got[0]
-        test_feats = {c.name: feats for c, feats in zip(conditions, got[1:], strict=True)}
+        test_feats: dict[str, TestGroup] = {}
+        for c, (items, _), feats in zip(conditions, scopes, got[1:], strict=True):
+            quality = self.condition_psnr(items, c, mat) if c.steps else None
+            test_feats[c.name] = TestGroup(c, items, feats, quality)
 
         for pl in spec.pipelines:
             fp_list = [fit_map.get(fp, fp) for fp in pipe_fps[pl.name]]
@@ -379,7 +443,7 @@ class Runner:
                     continue
                 try:
                     self._run_task(
-                        cell, pl, task, train, test, train_feats, test_feats, fp_list, fps, result
+                        cell, pl, task, train, train_feats, test_feats, fp_list, fps, result
                     )
                 except Exception as exc:
                     reason = f"{type(exc).__name__}: {exc}"
@@ -389,15 +453,47 @@ class Runner:
         self.fingerprints[cell.id] = fps
         return result
 
+    @staticmethod
+    def _scope(
+        spec: ExperimentSpec,
+        cond: Condition,
+        test: list[Item],
+        pipe_fps: dict[str, list[str]],
+        fit_map: dict[str, str],
+        fitted: dict[str, FeatureExtractor],
+        broken: dict[str, str],
+    ) -> tuple[list[Item], dict[str, FeatureExtractor]]:
+        """The test images and extractors a condition needs: those of the tasks it applies to."""
+        tasks = [t for t in spec.tasks if cond.applies_to(t.name)]
+        labels: set[str] | None = set()
+        for t in tasks:
+            allowed = t.test_on
+            class_of = t.class_of() if t.target == "label" else None
+            if allowed is None and class_of is not None:
+                allowed = list(class_of)
+            if allowed is None:
+                labels = None
+                break
+            assert labels is not None
+            labels.update(allowed)
+        items = [it for it in test if labels is None or it.label in labels]
+        names = {t.name for t in tasks}
+        needed = {
+            fit_map.get(fp, fp)
+            for pl in spec.pipelines
+            if pl.name not in broken and (pl.tasks is None or names & set(pl.tasks))
+            for fp in pipe_fps[pl.name]
+        }
+        return items, {fp: e for fp, e in fitted.items() if fp in needed}
+
     def _run_task(
         self,
         cell: Cell,
         pl: PipelineSpec,
         task: TaskSpec,
         train: list[Item],
-        test: list[Item],
         train_feats: dict[str, list[Any]],
-        test_feats: dict[str, dict[str, list[Any]]],
+        test_feats: dict[str, TestGroup],
         fp_list: list[str],
         fps: dict[str, str],
         result: CellResult,
@@ -437,7 +533,10 @@ class Runner:
         fps[f"pipelines.{pl.name}.classifier"] = clf.fingerprint()
         positive = _positive_name(task) if task.type == "binary" else None
         self._save(cell, pl, task, clf, classes, positive, fp_list, fps, len(y_train))
-        for cond_name, feats in test_feats.items():
+        for cond_name, group in test_feats.items():
+            if not group.condition.applies_to(task.name):
+                continue
+            test, feats = group.items, group.features
             te_idx, y_test = select(test, task.test_on, feats)
             X_test = matrix(feats, te_idx)
             proba = clf.predict_proba(X_test) if len(te_idx) else np.zeros((0, len(classes)))
@@ -451,7 +550,22 @@ class Runner:
                 "n_train": len(y_train),
                 "n_test": len(y_test),
             }
+            if group.psnr is not None:
+                values = [group.psnr[i] for i in te_idx]
+                finite = [v for v in values if v is not None and np.isfinite(v)]
+                row["psnr"] = round(float(np.mean(finite)), 3) if finite else None
             detail: dict[str, Any] = {k: row[k] for k in ("cell", "pipeline", "task", "condition")}
+            if group.psnr is not None:
+                detail["psnr"] = row["psnr"]
+                detail["steps"] = [
+                    {
+                        "kind": "launderer"
+                        if isinstance(st.component, Launderer)
+                        else "perturbation",
+                        "name": st.component.name,
+                    }
+                    for st in group.condition.steps
+                ]
             if len(te_idx) == 0:
                 row["error"] = "no test images for this task"
                 result.rows.append(row)
@@ -573,6 +687,7 @@ class Runner:
             "split_seed": spec.split.seed if spec.split.seed is not None else spec.seed,
             "test_size": spec.split.test_size,
             "grid": spec.grid,
+            "variant": spec.variant,
             "versions": package_versions(),
             "fingerprints": self.fingerprints,
             "images_per_class": counts,
@@ -606,10 +721,9 @@ def check_labels(spec: ExperimentSpec, items: list[Item]) -> None:
         problems += [f"derived class {d.label!r}: 'from' {x!r}" for x in d.from_ if x not in labels]
     for t in spec.tasks:
         targets = cameras if t.target == "camera" else labels
-        for key in ("positive", "classes"):
-            problems += [
-                f"task {t.name!r}: {key} {x!r}" for x in getattr(t, key) or [] if x not in targets
-            ]
+        named = {"positive": t.positive or [], "classes": list(t.class_of() or {})}
+        for key, values in named.items():
+            problems += [f"task {t.name!r}: {key} {x!r}" for x in values if x not in targets]
         for key in ("train_on", "test_on"):
             problems += [
                 f"task {t.name!r}: {key} {x!r}" for x in getattr(t, key) or [] if x not in labels
@@ -645,12 +759,14 @@ def run_experiment(
     out = Path(out_dir)
     runner = Runner(experiment, out, Path(cache_dir) if cache_dir else None, progress)
     result = runner.run()
+    if experiment.spec.headline:
+        from fzoo.headline import compute_headline
+
+        result.headline = compute_headline(result)
     write_report(result, out)
     if experiment.spec.headline:
         from fzoo.fsutil import atomic_write_text
-        from fzoo.headline import compute_headline
         from fzoo.report import to_json
 
-        result.headline = compute_headline(result)
         atomic_write_text(out / "headline.json", to_json(result.headline) + "\n")
     return result

@@ -92,7 +92,7 @@ def heatmap_figure(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(cols), 0.9 + 0.45 * len(rows)))
     im = ax.imshow(
-        values, cmap="viridis", vmin=0.5 if metric != "eer" else 0, vmax=1, aspect="auto"
+        values, cmap="viridis", vmin=0.5 if metric == "auc" else 0, vmax=1, aspect="auto"
     )
     for i in range(len(rows)):
         for j in range(len(cols)):
@@ -145,4 +145,37 @@ def gallery_figure(examples: dict[str, list[dict[str, Any]]]) -> Any:
                 ax_err.imshow(ex["error"], cmap="magma", vmin=0, vmax=ex["error_max"])
                 ax_err.set_title(f"|diff| x{ex['gain']} (PSNR {ex['psnr']:.1f} dB)", fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def quality_figure(panels: list[dict[str, Any]], title: str) -> Any:
+    """Metrics against PSNR, one panel per metric: benign series as lines, launderers as points.
+
+    Each panel has ``metric``; ``series``, a transform family (e.g. ``jpeg``) -> ``(psnr, value,
+    condition)`` points; ``points``, single conditions (launderers); ``clean`` and ``chance``,
+    drawn as horizontal lines. At equal PSNR, a launderer below the benign lines removed more of
+    what the detector uses than its distortion explains.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
+    markers = ("*", "P", "X", "D", "^", "v", "s", "p")
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for name, pts in panel["series"].items():
+            pts = sorted(pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.4, label=name)
+            for x, y, cond in pts:
+                ax.annotate(cond, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for k, (x, y, cond) in enumerate(panel["points"]):
+            ax.scatter(
+                [x], [y], marker=markers[k % len(markers)], s=120, zorder=3, label=cond,
+                color=plt.get_cmap("Dark2")(k % 8), edgecolors="black", linewidths=0.6,
+            )  # fmt: skip
+        if panel.get("clean") is not None:
+            ax.axhline(panel["clean"], ls="--", c="black", lw=1, label="clean")
+        if panel.get("chance") is not None:
+            ax.axhline(panel["chance"], ls=":", c="grey", lw=1, label="chance")
+        ax.set(xlabel="PSNR against the unmodified test image (dB)", ylabel=panel["metric"])
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
     return fig

@@ -51,3 +51,32 @@ def compute_headline(result: RunResult) -> dict[str, float | None]:
             value = None
         out[name] = value
     return out
+
+
+def _source(spec: Any) -> str:
+    what = spec.metric or (f"rate {spec.rate}" if spec.rate else "chance")
+    where = f"{spec.task} / {spec.pipeline} / {spec.condition}"
+    return f"{what} of {where}" + (f" / {spec.cell}" if spec.cell else "")
+
+
+def headline_rows(result: RunResult) -> list[dict[str, Any]]:
+    """``name``, ``value`` and ``what`` (description and where it comes from) per entry."""
+    rows = []
+    for name, spec in result.experiment.headline.items():
+        what = f"{spec.description} ({_source(spec)})" if spec.description else _source(spec)
+        rows.append({"name": name, "value": result.headline.get(name), "what": what})
+    return rows
+
+
+def format_headline(result: RunResult) -> str:
+    """The headline as aligned text lines, for a terminal."""
+    rows = headline_rows(result)
+    if not rows:
+        return "(no headline numbers declared)"
+    width = max(len(r["name"]) for r in rows)
+    lines = []
+    for r in rows:
+        v = r["value"]
+        shown = "n/a" if v is None else f"{v:.3f}"
+        lines.append(f"  {r['name']:<{width}}  {shown:>6}  {r['what']}")
+    return "\n".join(["headline:", *lines])

@@ -86,6 +86,11 @@ def render_markdown(result: RunResult) -> str:
     ]
     grid_cols = list(spec.grid)
     ok = [r for r in result.rows if "error" not in r]
+    if result.headline:
+        from fzoo.headline import headline_rows
+
+        table = markdown_table(headline_rows(result), ["name", "value", "what"])
+        lines += ["## Headline", "", table, ""]
     for task in dict.fromkeys(r["task"] for r in result.rows):
         lines += [f"## Task `{task}`", ""]
         task_rows = sorted(
@@ -107,6 +112,25 @@ def render_markdown(result: RunResult) -> str:
                 for lab, row in zip(labels, d["confusion"], strict=True)
             ]
             lines += [markdown_table(cm_rows, ["true", *labels]), ""]
+    from fzoo.quality import quality_rows
+
+    quality = quality_rows(result)
+    if quality:
+        lines += [
+            "## Detection against image quality",
+            "",
+            "Each condition's mean PSNR of the test images against the unmodified ones: benign "
+            "operations and launderers at matched PSNR side by side.",
+            "",
+        ]
+        for task in dict.fromkeys(r["task"] for r in quality):
+            rows = sorted(
+                (r for r in quality if r["task"] == task),
+                key=lambda r: (r["pipeline"], r["kind"] != "clean", -(r["psnr"] or 0)),
+            )
+            cols = [*grid_cols, "pipeline", "condition", "transform", "psnr"]
+            cols += ["auc", "balanced_accuracy"]
+            lines += [f"Task `{task}`:", "", markdown_table(rows, [*cols, "n_test"]), ""]
     failed = [r for r in result.rows if "error" in r]
     if failed:
         lines += ["## Failed cells", ""]

@@ -20,6 +20,7 @@ from fzoo.metrics import METRIC_NAMES
 if TYPE_CHECKING:
     from fzoo.experiment import RunResult
 
+MAX_QUALITY_FIGURES = 6
 MAX_CONFUSIONS = 24
 
 _SORT_JS = """
@@ -109,6 +110,70 @@ def _table(rows: list[dict[str, Any]], columns: list[str], text_cols: set[str]) 
     )
 
 
+def _headline(result: RunResult) -> list[str]:
+    if not result.headline:
+        return []
+    from fzoo.headline import headline_rows
+
+    cols = ["name", "value", "what"]
+    return ["<h2>Headline</h2>", _table(headline_rows(result), cols, {"name", "what"})]
+
+
+def _quality(result: RunResult, figs: _Figures, grid_cols: list[str]) -> list[str]:
+    """Metric against PSNR per task and pipeline: benign series as lines, launderers as stars."""
+    from fzoo.quality import quality_rows
+
+    rows = quality_rows(result)
+    if not rows:
+        return []
+    parts = [
+        "<h2>Detection against image quality</h2>",
+        "<p>Each condition's mean PSNR of the test images against the unmodified ones. At equal "
+        "PSNR, a launderer below the benign curves removes more of what the detector uses than "
+        "its distortion explains.</p>",
+    ]
+    keys = list(dict.fromkeys((r["task"], r["cell"], r["pipeline"]) for r in rows))
+    for task, cell, pipeline in keys[:MAX_QUALITY_FIGURES]:
+        sel = [r for r in rows if (r["task"], r["cell"], r["pipeline"]) == (task, cell, pipeline)]
+        detail = next(
+            (d for d in result.details if (d["task"], d["cell"], d["pipeline"]) == (task, cell,
+             pipeline) and d.get("labels")), None)  # fmt: skip
+        multiclass = detail is not None and not detail.get("roc")
+        panels = []
+        for metric in ("balanced_accuracy", "auc"):
+            chance = 1.0 / len(detail["labels"]) if multiclass and detail else 0.5
+            panels.append(_quality_panel(sel, metric, 0.5 if metric == "auc" else chance))
+        title = f"{task}: {pipeline}" + (f" [{cell}]" if cell else "")
+        parts.append(
+            figs.add(
+                figures.quality_figure(panels, title),
+                _slug("quality", task, cell, pipeline),
+                f"balanced accuracy and AUC against PSNR, {task}, pipeline {pipeline}",
+            )
+        )
+    cols = [*grid_cols, "pipeline", "task", "condition", "transform", "psnr", "auc"]
+    cols += ["balanced_accuracy", "n_test"]
+    parts.append(_table(rows, cols, {*grid_cols, "pipeline", "task", "condition", "transform"}))
+    return parts
+
+
+def _quality_panel(rows: list[dict[str, Any]], metric: str, chance: float) -> dict[str, Any]:
+    series: dict[str, list[tuple[float, float, str]]] = {}
+    points: list[tuple[float, float, str]] = []
+    clean = None
+    for r in rows:
+        value = r.get(metric)
+        if not isinstance(value, float):
+            continue
+        if r["kind"] == "clean":
+            clean = value if r["condition"] == "clean" or clean is None else clean
+        elif r["psnr"] is not None and r["kind"] == "launderer":
+            points.append((r["psnr"], value, r["condition"]))
+        elif r["psnr"] is not None:
+            series.setdefault(r["transform"], []).append((r["psnr"], value, r["condition"]))
+    return {"metric": metric, "series": series, "points": points, "clean": clean, "chance": chance}
+
+
 def render_html(result: RunResult, out_dir: Path) -> tuple[str, list[Path]]:
     """The page's HTML and the PNG files written beside it."""
     spec = result.experiment
@@ -128,6 +193,7 @@ def render_html(result: RunResult, out_dir: Path) -> tuple[str, list[Path]]:
         f"<li>wall time {meta['wall_time_s']} s; {len(result.skipped)} skipped files; "
         f"{len(result.errors)} errors</li>",
         "</ul>",
+        *_headline(result),
         "<h2>Comparison (click a column to sort)</h2>",
         _table(
             ok,
@@ -200,6 +266,7 @@ def render_html(result: RunResult, out_dir: Path) -> tuple[str, list[Path]]:
                     f"confusion matrix, {conditions[0]} (rows: true class)",
                 )
             )
+    parts += _quality(result, figs, grid_cols)
     gallery = result.gallery
     if gallery.get("spectra"):
         parts.append("<h2>Images</h2>")

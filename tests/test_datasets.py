@@ -81,6 +81,21 @@ def test_folder_labels_sources_and_order(tree: Path) -> None:
         fzoo.load_image(records[-1].path or "")
 
 
+def test_folder_of_cameras(tmp_path: Path) -> None:
+    root = tmp_path / "cams"
+    write_photo(root / "Canon_Ixus70" / "IMG_0001.png", "astronaut")
+    write_photo(root / "Nikon_D70" / "IMG_0001.png", "coffee")
+    write_photo(root / "Nikon_D70" / "IMG_0002.png", "chelsea")
+    records = list(FolderDataset(root=root, folders="camera").records())
+    assert [(r.label, r.camera, r.source) for r in records] == [
+        ("pristine", "Canon_Ixus70", "Canon_Ixus70/IMG_0001"),
+        ("pristine", "Nikon_D70", "Nikon_D70/IMG_0001"),  # a different photo: its own source
+        ("pristine", "Nikon_D70", "Nikon_D70/IMG_0002"),
+    ]
+    again = FolderDataset(root=root, folders="camera", label="real", labels=["Nikon_D70"])
+    assert [(r.label, r.camera) for r in again.records()] == [("real", "Nikon_D70")] * 2
+
+
 def test_folder_is_deterministic_and_repeatable(tree: Path) -> None:
     ds = FolderDataset(root=str(tree))
     assert list(ds.records()) == list(ds.records())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +23,11 @@ class FolderDataset(fzoo.Dataset):
     Names starting with ``.`` are skipped, as are files directly in ``root``. Symbolic links to
     files are listed; symbolic links to folders (class folders included) are entered only with
     ``follow_symlinks``, and then every real folder is entered at most once (no loops).
+
+    With ``folders: camera`` the first-level folders are camera models instead (a camera dataset
+    such as Dresden or VISION, one folder per model): every record gets the label ``label``
+    (default ``pristine``), its folder as ``camera``, and ``<camera>/<relative path>`` as source,
+    since two cameras' ``IMG_0001.jpg`` are different photos.
     """
 
     name = "folder"
@@ -39,6 +45,12 @@ class FolderDataset(fzoo.Dataset):
         follow_symlinks: bool = Field(
             False, description="Enter symbolically linked folders (each real folder once)."
         )
+        folders: Literal["label", "camera"] = Field(
+            "label",
+            description="What the first-level folders are: class labels, or camera models "
+            "(then every image gets the label 'label' and the folder as its camera).",
+        )
+        label: str = Field("pristine", description="The label of every image with folders: camera.")
 
     params: Params
 
@@ -114,10 +126,19 @@ class FolderDataset(fzoo.Dataset):
         return sorted(out)
 
     def records(self) -> Iterator[fzoo.Record]:
-        for label, folder in self.class_folders():
+        cameras = self.params.folders == "camera"
+        for name, folder in self.class_folders():
             for rel in self._files(folder):
                 stem, _ = os.path.splitext(rel)
-                yield fzoo.Record(label=label, source=stem, path=str(folder / rel))
+                if cameras:
+                    yield fzoo.Record(
+                        label=self.params.label,
+                        source=f"{name}/{stem}",
+                        path=str(folder / rel),
+                        camera=name,
+                    )
+                else:
+                    yield fzoo.Record(label=name, source=stem, path=str(folder / rel))
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

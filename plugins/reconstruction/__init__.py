@@ -1,4 +1,5 @@
-"""Reconstruction-based feature extractors: recon-error (AEROBLADE) and dire (DIRE).
+"""Reconstruction-based feature extractors, recon-error (AEROBLADE) and dire (DIRE), and the
+``feature-score`` classifier (a reconstruction distance used directly as the score).
 
 Also registers the preset ``aeroblade-sd``: ``recon-error`` over the SD 1.5 and SD 2.1 VAEs (the
 ``sd15-vae`` and ``sd21-vae`` launderer presets; their weights must be in the Hugging Face cache
@@ -13,14 +14,20 @@ from typing import Any
 from fzoo import hookimpl
 from fzoo.plugins.reconstruction.dire import DIRE
 from fzoo.plugins.reconstruction.recon_error import ReconError
+from fzoo.plugins.reconstruction.score import FeatureScore
 
-__all__ = ["DIRE", "ReconError"]
+__all__ = ["DIRE", "FeatureScore", "ReconError"]
 
 
 @hookimpl
 def fzoo_register_feature_extractors(register: Any) -> None:
     register(ReconError)
     register(DIRE)
+
+
+@hookimpl
+def fzoo_register_classifiers(register: Any) -> None:
+    register(FeatureScore)
 
 
 @hookimpl
