@@ -191,7 +191,8 @@ class _RoundTrip(fzoo.Launderer):
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
 
         def run(start: int) -> torch.Tensor:
-            with torch.inference_mode():  # thread-local: entered in each worker
+            # no_grad, not inference_mode: the latter ran the SD VAE about 9% slower on this CPU
+            with torch.no_grad():  # thread-local: entered in each worker
                 chunk = x[start : start + step]
                 states = self._chunk_state(chunk)
                 for _ in range(self.params.iterations):
@@ -387,7 +388,7 @@ class SDVAELaunderer(_RoundTrip):
         vae = self.model()
         device = next(vae.parameters()).device
         x = batch.to(device=device, dtype=torch.float32)
-        with torch.inference_mode(), self._autocast(device):
+        with torch.no_grad(), self._autocast(device):
             z = self._latent(vae, x, self._chunk_state(x))
             shift, scale = self._shift_scale()
             return ((z - shift) * scale).float()
@@ -399,7 +400,7 @@ class SDVAELaunderer(_RoundTrip):
         vae = self.model()
         device = next(vae.parameters()).device
         shift, scale = self._shift_scale()
-        with torch.inference_mode(), self._autocast(device):
+        with torch.no_grad(), self._autocast(device):
             z = latents.to(device=device, dtype=torch.float32) / scale + shift
             y = vae.decode(z).sample
             return ((y.float() + 1) / 2).clamp(0, 1)
