@@ -453,6 +453,17 @@ def cmd_launder(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the experiment (dotted path as in 'grid', YAML value; "
+        "KEY+=VALUE appends to a list), repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fzoo",
@@ -476,28 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check an experiment YAML (exit 2 with FILE:LINE:COL)")
     p.add_argument("experiment", help="experiment YAML file, or a name from registry.yaml")
     p.add_argument("--variant", default=None, help="apply one of the experiment's 'variants'")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the experiment (dotted path as in 'grid', YAML value; "
-        "KEY+=VALUE appends to a list), repeatable",
-    )
+    _add_set_argument(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run an experiment and write the report into --out")
     p.add_argument("experiment", help="experiment YAML file, or a name from registry.yaml")
     p.add_argument("--out", required=True, help="output folder for the report files")
     p.add_argument("--variant", default=None, help="apply one of the experiment's 'variants'")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the experiment (dotted path as in 'grid', YAML value; "
-        "KEY+=VALUE appends to a list), repeatable",
-    )
+    _add_set_argument(p)
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/fzoo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -514,14 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="the small variant (about 2 minutes)")
     p.add_argument("--out", default="fzoo-demo", help="report folder (default ./fzoo-demo)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the experiment (dotted path as in 'grid', YAML value; "
-        "KEY+=VALUE appends to a list), repeatable",
-    )
+    _add_set_argument(p)
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/fzoo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the headline as JSON")

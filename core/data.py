@@ -395,7 +395,10 @@ class Materializer:
 
         Both engines make pixels through this method (the Ray engine inside its workers).
         """
-        pixels = self.image(item)
+        return self.transform(self.image(item), extra, item)
+
+    def transform(self, pixels: np.ndarray, extra: Sequence[Step], item: Item) -> np.ndarray:
+        """``extra`` applied to ``pixels`` of ``item``, as :meth:`load` applies a condition."""
         for step in extra:
             pixels = self.apply(step, pixels, item)
             if isinstance(step.component, Launderer):  # a laundered image is saved as 8 bits

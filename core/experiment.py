@@ -203,8 +203,15 @@ class Runner:
         for it in items:
             steps, chain = self._steps(it, cond)
 
-            def load(it: Item = it, steps: tuple[Step, ...] = steps) -> np.ndarray:
-                return mat.load(it, steps)
+            def load(
+                it: Item = it, steps: tuple[Step, ...] = steps, chain: tuple[str, ...] = chain
+            ) -> np.ndarray:
+                clean = mat.image(it)
+                if not steps:
+                    return clean
+                changed = mat.transform(clean, steps, it)
+                self._store_psnr(it, chain, clean, changed)  # spares condition_psnr a pass
+                return changed
 
             unit = WorkUnit.of(it, steps, mat.max_pixels) if self.engine.name != "local" else None
             jobs.append(Job(it.base_hash, chain, load, it.id, unit))
@@ -216,26 +223,36 @@ class Runner:
         """PSNR (dB) of each item under ``cond`` against the item itself (None: not computable).
 
         Computed once per image and chain and kept in the cache (namespace ``psnr``); identical
-        images give ``inf``.
+        images give ``inf``. The local engine records it while it makes each image for
+        extraction; what is still missing (features from the cache, another engine) is computed
+        here.
         """
         out: list[float | None] = []
         for it in items:
             steps, chain = self._steps(it, cond)
-            key = stable_hash(["psnr", it.base_hash, chain])
-            cached = self.cache.get("psnr", key)
+            cached = self.cache.get("psnr", self._psnr_key(it, chain))
             if cached is not None:
                 out.append(float(cached[0]))
                 continue
             try:
                 clean = mat.image(it)
-                changed = mat.load(it, steps)
+                changed = mat.transform(clean, steps, it)
             except Exception:  # the extraction pass has reported this image already
                 out.append(None)
                 continue
-            value = psnr(clean, changed) if clean.shape == changed.shape else float("nan")
-            self.cache.put("psnr", key, np.asarray([value], dtype=np.float64))
-            out.append(value)
+            out.append(self._store_psnr(it, chain, clean, changed))
         return out
+
+    @staticmethod
+    def _psnr_key(it: Item, chain: tuple[str, ...]) -> str:
+        return stable_hash(["psnr", it.base_hash, chain])
+
+    def _store_psnr(
+        self, it: Item, chain: tuple[str, ...], clean: np.ndarray, changed: np.ndarray
+    ) -> float:
+        value = psnr(clean, changed) if clean.shape == changed.shape else float("nan")
+        self.cache.put("psnr", self._psnr_key(it, chain), np.asarray([value], dtype=np.float64))
+        return value
 
     def _fit_extractors(
         self,
