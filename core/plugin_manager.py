@@ -35,6 +35,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.reconstruction",
     "fzoo.plugins.sd_vae",
     "fzoo.plugins.camera_id",
+    "fzoo.plugins.published",
 )
 
 ENTRY_POINT_GROUP = "fzoo"
