@@ -312,12 +312,17 @@ class PublishedDetector(fzoo.FeatureExtractor):
             return self._net  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ protocol
+    def smallest_side(self) -> int:
+        """The smallest image side the protocol accepts (``min_size`` unless a param sets it)."""
+        return self.min_size
+
     def check_size(self, batch: torch.Tensor) -> None:
         """Raise (never resample) when the images are smaller than the protocol needs."""
         h, w = int(batch.shape[-2]), int(batch.shape[-1])
-        if min(h, w) < self.min_size:
+        need = self.smallest_side()
+        if min(h, w) < need:
             raise ValueError(
-                f"{self.name}: image of {w}x{h} pixels is smaller than the {self.min_size} "
+                f"{self.name}: image of {w}x{h} pixels is smaller than the {need} "
                 f"pixels the published protocol needs ({self.protocol}); fzoo does not resample "
                 "it silently. Upscale or skip such images yourself."
             )
