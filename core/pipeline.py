@@ -8,9 +8,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fzoo.components import Classifier, FeatureExtractor
 from fzoo.fsutil import atomic_write_text
@@ -72,6 +73,78 @@ class LoadedPipeline:
         return self.classifier.predict_proba(np.concatenate(feats, axis=1))
 
 
+#: ``pipeline.json`` is a few kilobytes; anything far larger is not one of ours.
+MAX_PIPELINE_JSON_BYTES = 1024 * 1024
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=200)
+    params: dict[str, Any]
+
+
+class _PipelineFile(BaseModel):
+    """The schema of ``pipeline.json``: exact keys and types, checked before anything is used."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    pipeline: str = Field(max_length=1000)
+    task: str = Field(max_length=1000)
+    features: list[_Spec] = Field(min_length=1, max_length=100)
+    feature_fingerprints: list[str] = Field(max_length=100)
+    classifier: _Spec
+    classes: list[str] = Field(min_length=2, max_length=100_000)
+    positive: str | None
+    threshold: float = Field(allow_inf_nan=False)
+    n_train: int = Field(ge=0)
+    experiment: str = Field("", max_length=1000)
+    cell: str = Field("", max_length=1000)
+    format_version: Literal[1]
+    fzoo_version: str = Field(max_length=100)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def read_saved_pipeline(meta_path: Path) -> SavedPipeline:
+    """Read and validate ``pipeline.json``; a file that does not match the schema (wrong type,
+    unknown key, nesting, size) raises ValueError naming the file and the first problem."""
+    try:
+        size = meta_path.stat().st_size
+    except OSError as exc:
+        raise ValueError(f"{meta_path}: cannot read ({exc.strerror})") from None
+    if not meta_path.is_file() or size > MAX_PIPELINE_JSON_BYTES:
+        raise ValueError(
+            f"{meta_path}: not a pipeline.json (a regular file of at most "
+            f"{MAX_PIPELINE_JSON_BYTES} bytes; this one has {size})"
+        )
+    try:
+        data = json.loads(meta_path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{meta_path}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: unsupported format_version {_short(data.get('format_version'))} "
+            f"(this fzoo reads {FORMAT_VERSION})"
+        )
+    try:
+        model = _PipelineFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise ValueError(
+            f"{meta_path}: {where}: {err['msg']} (got {_short(err.get('input'))})"
+        ) from None
+    if len(model.feature_fingerprints) != len(model.features):
+        raise ValueError(f"{meta_path}: features and feature_fingerprints differ in length")
+    if model.positive is not None and model.positive not in model.classes:
+        raise ValueError(f"{meta_path}: positive {model.positive!r} is not one of the classes")
+    return SavedPipeline(**model.model_dump())
+
+
 def load_pipeline(directory: str | Path) -> LoadedPipeline:
     """Load a pipeline saved by a run; raises FileNotFoundError or ValueError with the cause."""
     from fzoo.plugin_manager import get_registry
@@ -83,10 +156,7 @@ def load_pipeline(directory: str | Path) -> LoadedPipeline:
             f"{d} is not a saved pipeline (no pipeline.json); runs save them under "
             "OUT/pipelines/<pipeline>--<task>/"
         )
-    data = json.loads(meta_path.read_text(encoding="utf-8"))
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{meta_path}: unsupported format_version {data.get('format_version')}")
-    saved = SavedPipeline(**data)
+    saved = read_saved_pipeline(meta_path)
     reg = get_registry()
     extractors = []
     for j, (spec, fp) in enumerate(zip(saved.features, saved.feature_fingerprints, strict=True)):

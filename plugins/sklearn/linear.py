@@ -7,13 +7,18 @@ hand-crafted forensic feature.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 from sklearn import calibration, linear_model, model_selection, svm
 
 import fzoo
 from fzoo.plugins.sklearn.common import STANDARDIZE_DESCRIPTION, scaled_pipeline
+
+STATE_FILE = "logistic_regression"
 
 
 class LogisticRegressionClassifier(fzoo.Classifier):
@@ -45,6 +50,64 @@ class LogisticRegressionClassifier(fzoo.Classifier):
             C=p.C, max_iter=p.max_iter, class_weight=p.class_weight
         )
         return scaled_pipeline(model, p.standardize)
+
+    # A fitted logistic regression is a few arrays: it is saved as JSON + safetensors, so loading
+    # a shared pipeline that uses it rebuilds no object graph at all (no skops, no pickle).
+
+    def save_state(self, directory: Path) -> None:
+        """Write ``logistic_regression.json`` (classes, shapes) and ``.safetensors`` (arrays)."""
+        from safetensors.numpy import save_file
+
+        from fzoo.fsutil import atomic_write_text
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        steps = dict(self.estimator_.named_steps)
+        model = steps["model"]
+        arrays = {"coef": model.coef_, "intercept": model.intercept_}
+        if "scale" in steps:
+            arrays["mean"] = steps["scale"].mean_
+            arrays["scale"] = steps["scale"].scale_
+        tmp = directory / f".tmp-{STATE_FILE}.safetensors"
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
+        tmp.replace(directory / f"{STATE_FILE}.safetensors")
+        meta = {"classes": [c.item() for c in self.classes_], "format": 1}
+        atomic_write_text(directory / f"{STATE_FILE}.json", json.dumps(meta))
+
+    def load_state(self, directory: Path) -> None:
+        """Read what :meth:`save_state` wrote (or an older ``estimator.skops``)."""
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        meta_path = directory / f"{STATE_FILE}.json"
+        if not meta_path.exists():
+            super().load_state(directory)
+            return
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        arrays = load_file(directory / f"{STATE_FILE}.safetensors")
+        classes = np.asarray(meta["classes"])
+        coef, intercept = arrays["coef"], arrays["intercept"]
+        n_rows = 1 if len(classes) == 2 else len(classes)
+        if coef.ndim != 2 or coef.shape[0] != n_rows or intercept.shape != (n_rows,):
+            raise ValueError(
+                f"{directory}: logistic-regression state does not match its {len(classes)} classes"
+            )
+        estimator = self.build_estimator()
+        steps = dict(estimator.named_steps)
+        if ("scale" in steps) != ("mean" in arrays):
+            raise ValueError(f"{directory}: standardize={self.params.standardize} does not match")
+        if "scale" in steps:
+            scaler = steps["scale"]
+            scaler.mean_, scaler.scale_ = arrays["mean"], arrays["scale"]
+            scaler.var_ = arrays["scale"] ** 2
+            scaler.n_features_in_ = coef.shape[1]
+            scaler.n_samples_seen_ = 0
+        model = steps["model"]
+        model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
+        model.n_features_in_ = coef.shape[1]
+        model.n_iter_ = np.zeros(1, dtype=np.int32)
+        self.estimator_ = estimator
+        self.classes_ = classes
 
 
 class SVMClassifier(fzoo.Classifier):
