@@ -7,12 +7,15 @@ load -> derive -> split -> perturb (conditions) -> extract (cached) -> fit -> pr
 from __future__ import annotations
 
 import copy
+import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,10 @@ from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec
 from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_by_source
 from fzoo.engines import make_engine
 from fzoo.engines.local import ExtractionError, Job, tensor_batches
+from fzoo.engines.timeout import PluginExit, call_with_timeout
 from fzoo.gallery import collect_gallery, psnr
 from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
+from fzoo.names import escape
 from fzoo.pipeline import SavedPipeline, save_pipeline
 
 Progress = Callable[[Iterable[Any], str, int | None], Iterable[Any]]
@@ -160,8 +165,10 @@ class Runner:
         progress: Progress | None = tqdm_progress,
         log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
         gallery: bool = True,
+        timeout_s: float | None = None,
     ) -> None:
         self.experiment = experiment
+        self.timeout_s = timeout_s  # for pipelines without their own 'timeout_s'
         self.out_dir = Path(out_dir)
         spec = experiment.spec
         root = cache_dir or (Path(spec.cache_dir) if spec.cache_dir else default_cache_dir())
@@ -174,7 +181,15 @@ class Runner:
         self.image_skips: list[dict[str, str]] = []
         self.fitted_states: dict[str, Path] = {}
         self.extractor_notes: dict[str, list[str]] = {}
+        self._extractor_timeouts: dict[str, float | None] = {}
         self.engine = make_engine(spec.engine)
+
+    def _pipeline_timeouts(self, spec: ExperimentSpec) -> dict[str, float | None]:
+        """Each pipeline's time limit per component call: its own ``timeout_s``, else the run's."""
+        return {
+            pl.name: pl.timeout_s if pl.timeout_s is not None else self.timeout_s
+            for pl in spec.pipelines
+        }
 
     # ------------------------------------------------------------------ data
     def data(self, spec: ExperimentSpec) -> tuple[DataSet, Materializer]:
@@ -184,7 +199,7 @@ class Runner:
             mat = Materializer(self.cache, spec.data.max_pixels)
             self._data_memo[key] = (dataset, mat)
             for s in dataset.skipped:
-                self.log(f"skipped {s.path}: {s.reason}")
+                self.log(f"skipped {escape(s.path)}: {escape(s.reason)}")
         return self._data_memo[key]
 
     # ------------------------------------------------------------------ features
@@ -237,7 +252,7 @@ class Runner:
             try:
                 clean = mat.image(it)
                 changed = mat.transform(clean, steps, it)
-            except Exception:  # the extraction pass has reported this image already
+            except (Exception, SystemExit):  # the extraction pass has reported this image
                 out.append(None)
                 continue
             out.append(self._store_psnr(it, chain, clean, changed))
@@ -260,11 +275,12 @@ class Runner:
         train: list[Item],
         mat: Materializer,
         failed: dict[str, str],
+        timeouts: dict[str, float | None] | None = None,
     ) -> dict[str, FeatureExtractor]:
         """Fit learned extractors on the training split; their cache identity includes it.
 
         A fitted state is kept in the cache (``fitted/<fingerprint>/``), so a re-run loads it
-        instead of training again.
+        instead of training again. ``timeouts`` bounds each ``fit`` call (by fingerprint).
         """
         out: dict[str, FeatureExtractor] = {}
         for fp, ext in extractors.items():
@@ -290,10 +306,12 @@ class Runner:
                 else:
                     labels = [str(it.camera if target == "camera" else it.label) for it in chosen]
                     self.log(f"fitting {ext.name} on {len(chosen)} training images ({target})")
-                    ext.fit(tensor_batches(mat.image(it) for it in chosen), labels)
+                    batches = tensor_batches(mat.image(it) for it in chosen)
+                    limit = (timeouts or {}).get(fp)
+                    call_with_timeout(partial(ext.fit, batches, labels), limit, f"{ext.name}.fit")
                     self._save_fitted(ext, state)
             except Exception as exc:  # a plugin that raises in fit fails its own pipelines
-                failed[fp] = f"{ext.name}: fit failed: {type(exc).__name__}: {exc}"
+                failed[fp] = f"{ext.name}: fit failed: {_reason(exc)}"
                 self.log(f"error: {failed[fp]}")
                 continue
             self.fitted_states[fitted_fp] = state
@@ -302,13 +320,19 @@ class Runner:
 
     @staticmethod
     def _save_fitted(ext: FeatureExtractor, state: Path) -> None:
-        tmp = state.with_name(f".tmp-{state.name}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        ext.save_state(tmp)
-        (tmp / "COMPLETE").write_text(ext.fingerprint())
-        shutil.rmtree(state, ignore_errors=True)
-        tmp.rename(state)
+        """Write the state into a folder of this process's own, then rename it into place.
+
+        Two runs fitting the same extractor at once each write their own ``.tmp-*`` folder;
+        the first rename wins and the other run keeps the winner's (equal) state.
+        """
+        state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=state.parent, prefix=f".tmp-{state.name}-"))
+        try:
+            ext.save_state(tmp)
+            (tmp / "COMPLETE").write_text(ext.fingerprint())
+            _rename_dir(tmp, state)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def features(
         self,
@@ -344,6 +368,7 @@ class Runner:
         jobs: list[Job] = []
         owner: list[Item] = []
         bounds: list[tuple[int, int]] = []
+        timeouts = self._extractor_timeouts
         for items, cond in groups:
             start = len(jobs)
             jobs += self._jobs(items, cond, mat)
@@ -353,7 +378,13 @@ class Runner:
         while todo:
             try:
                 got = self.engine.extract_features(
-                    jobs, todo, self.cache, batch_size, self.progress, states=self.fitted_states
+                    jobs,
+                    todo,
+                    self.cache,
+                    batch_size,
+                    self.progress,
+                    states=self.fitted_states,
+                    timeouts={fp: timeouts.get(fp) for fp in todo},
                 )
             except ExtractionError as exc:
                 failed[exc.fingerprint] = str(exc)
@@ -386,7 +417,7 @@ class Runner:
                             "reason": reason,
                         }
                         if entry not in self.image_skips:  # grid cells meet the same images again
-                            self.log(f"skipped {it.id} ({cond.name}): {reason}")
+                            self.log(f"skipped {escape(it.id)} ({cond.name}): {escape(reason)}")
                             self.image_skips.append(entry)
             return out
         return [{} for _ in groups]
@@ -416,12 +447,14 @@ class Runner:
                     raw_extractors.setdefault(fp, comp)
                     pipe_fps[pl.name].append(fp)
                     fps[f"pipelines.{pl.name}.features[{j}]"] = fp
-            except Exception as exc:  # missing weights, a broken plugin: fail this pipeline only
-                broken[pl.name] = f"{f.name}: {type(exc).__name__}: {exc}"
+            except (Exception, SystemExit) as exc:  # missing weights, a broken plugin: fail
+                broken[pl.name] = f"{f.name}: {_reason(exc)}"  # this pipeline only
                 self.log(f"error: pipeline {pl.name!r}: {broken[pl.name]}")
         failed: dict[str, str] = {}
-        fitted = self._fit_extractors(raw_extractors, train, mat, failed)
+        fit_limits = _shared_limits(pipe_fps, self._pipeline_timeouts(spec))
+        fitted = self._fit_extractors(raw_extractors, train, mat, failed, fit_limits)
         fit_map = {fp: new for new, ext in fitted.items() for fp in [ext.fingerprint()]}
+        self._extractor_timeouts = {fit_map.get(fp, fp): limit for fp, limit in fit_limits.items()}
         for cond in conditions:
             for k, step in enumerate(cond.steps):
                 fps[f"conditions.{cond.name}[{k}]"] = step.fingerprint
@@ -462,8 +495,8 @@ class Runner:
                     self._run_task(
                         cell, pl, task, train, train_feats, test_feats, fp_list, fps, result
                     )
-                except Exception as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
+                except (Exception, SystemExit) as exc:
+                    reason = _reason(exc)
                     self.log(f"error: pipeline {pl.name!r}, task {task.name!r}: {reason}")
                     result.errors.append(f"{pl.name}/{task.name}: {reason}")
                     result.rows.append({**base_row, "condition": "*", "error": reason})
@@ -545,7 +578,8 @@ class Runner:
         clf_rc = resolve_component(pl.classifier, "classifier")
         clf = clf_rc.build()
         assert isinstance(clf, Classifier)
-        clf.fit(X_train, y_train)
+        limit = self._pipeline_timeouts(cell.spec).get(pl.name)
+        call_with_timeout(lambda: clf.fit(X_train, y_train), limit, f"{clf.name}.fit")
         classes = [str(c) for c in clf.classes_]
         fps[f"pipelines.{pl.name}.classifier"] = clf.fingerprint()
         positive = _positive_name(task) if task.type == "binary" else None
@@ -556,7 +590,13 @@ class Runner:
             test, feats = group.items, group.features
             te_idx, y_test = select(test, task.test_on, feats)
             X_test = matrix(feats, te_idx)
-            proba = clf.predict_proba(X_test) if len(te_idx) else np.zeros((0, len(classes)))
+            proba = (
+                call_with_timeout(
+                    partial(clf.predict_proba, X_test), limit, f"{clf.name}.predict_proba"
+                )
+                if len(te_idx)
+                else np.zeros((0, len(classes)))
+            )
             pred = [classes[k] for k in np.argmax(proba, axis=1)] if len(te_idx) else []
             row: dict[str, Any] = {
                 "cell": cell.id,
@@ -660,9 +700,8 @@ class Runner:
         )
         slug = _slug(cell.id) + "/" if cell.id else ""
         states = [self.fitted_states.get(fp) for fp in fp_list]
-        save_pipeline(
-            self.out_dir / "pipelines" / f"{slug}{pl.name}--{task.name}", saved, clf, states
-        )
+        folder = self.out_dir / "pipelines" / f"{slug}{_slug(pl.name)}--{_slug(task.name)}"
+        save_pipeline(_inside(self.out_dir, folder), saved, clf, states)
 
     # ------------------------------------------------------------------ whole run
     def run(self) -> RunResult:
@@ -761,7 +800,65 @@ def _display(item: Item) -> str:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+    """``text`` as one safe path component: no separator, no leading '.', at most 120 chars."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+    return "_" + slug[1:] if slug.startswith(".") or not slug else slug
+
+
+def _inside(root: Path, target: Path) -> Path:
+    """``target``, after checking that it resolves (symlinks followed) to a path under ``root``."""
+    base, resolved = root.resolve(), target.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(
+            f"refusing to write {target}: it resolves outside the output folder {root}"
+        )
+    return target
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why a component failed (a timeout and a plugin exit say it plainly)."""
+    from fzoo.config import short
+    from fzoo.engines.timeout import ComponentTimeout
+
+    if isinstance(exc, ComponentTimeout | PluginExit):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"plugin code called sys.exit({exc.code!r})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {short(text, 500)[1:-1] if len(text) > 500 else text}"
+
+
+def _shared_limits(
+    pipe_fps: dict[str, list[str]], limits: dict[str, float | None]
+) -> dict[str, float | None]:
+    """Each extractor's time limit: the longest of its pipelines' (None if one has none)."""
+    out: dict[str, float | None] = {}
+    for name, fps in pipe_fps.items():
+        for fp in fps:
+            limit = limits.get(name)
+            if fp not in out:
+                out[fp] = limit
+            else:
+                prev = out[fp]
+                out[fp] = None if prev is None or limit is None else max(prev, limit)
+    return out
+
+
+def _rename_dir(tmp: Path, dest: Path) -> None:
+    """Rename folder ``tmp`` to ``dest``; when another process has put a complete ``dest`` in
+    place first, keep that one (``tmp`` is left for the caller to remove)."""
+    try:
+        os.rename(tmp, dest)
+        return
+    except OSError:
+        if (dest / "COMPLETE").exists():
+            return
+    shutil.rmtree(dest, ignore_errors=True)  # an incomplete leftover of an older fzoo
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if not (dest / "COMPLETE").exists():
+            raise
 
 
 def run_experiment(
@@ -769,12 +866,18 @@ def run_experiment(
     out_dir: str | Path,
     cache_dir: str | Path | None = None,
     progress: Progress | None = tqdm_progress,
+    timeout_s: float | None = None,
 ) -> RunResult:
-    """Run every cell of ``experiment`` and write the report files into ``out_dir``."""
+    """Run every cell of ``experiment`` and write the report files into ``out_dir``.
+
+    ``timeout_s`` bounds each call into a component of a pipeline without its own ``timeout_s``.
+    """
     from fzoo.report import write_report
 
     out = Path(out_dir)
-    runner = Runner(experiment, out, Path(cache_dir) if cache_dir else None, progress)
+    runner = Runner(
+        experiment, out, Path(cache_dir) if cache_dir else None, progress, timeout_s=timeout_s
+    )
     result = runner.run()
     if experiment.spec.headline:
         from fzoo.headline import compute_headline

@@ -61,10 +61,12 @@ class UnknownComponentError(LookupError):
         self.kind = kind
         self.name = name
         self.installed = installed
-        self.suggestions = difflib.get_close_matches(name, installed, n=3, cutoff=0.5)
+        long = len(name) > 200  # no did-you-mean for a huge name (difflib is quadratic)
+        self.suggestions = [] if long else difflib.get_close_matches(name, installed, 3, 0.5)
         hint = f"; did you mean {self.suggestions[0]!r}?" if self.suggestions else ""
         listing = ", ".join(installed) if installed else "(none installed)"
-        super().__init__(f"unknown {kind.replace('_', ' ')} {name!r}{hint} Installed: {listing}")
+        shown = f"{name[:200]!r}... ({len(name)} chars)" if long else repr(name)
+        super().__init__(f"unknown {kind.replace('_', ' ')} {shown}{hint} Installed: {listing}")
 
 
 @dataclass
@@ -141,7 +143,17 @@ def blocked_names() -> set[str]:
 def _short_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}){where}; not loaded"
+    text = str(exc)
+    if len(text) > 300:
+        text = f"{text[:300]}... ({len(text)} chars)"
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+#: what plugin code may raise without stopping fzoo: a plugin that calls ``sys.exit`` fails
+#: alone (``KeyboardInterrupt`` still interrupts)
+PLUGIN_FAULTS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
 def _builtin_name(module: str) -> str:
@@ -165,7 +177,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             pm.register(importlib.import_module(module), name=name)
             _sources[name] = "builtin"
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             _failures[name] = PluginInfo(name=name, source="builtin", error=_short_error(exc))
     if os.environ.get("FZOO_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0", "false"):
         _pm = pm
@@ -186,7 +198,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             pm.register(ep.load(), name=ep.name)
             _sources[ep.name] = source
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             _failures[ep.name] = PluginInfo(name=ep.name, source=source, error=_short_error(exc))
     _pm = pm
     return _pm
@@ -259,7 +271,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
                 _call_hook(impl, register=register)
             except PluginError:
                 raise
-            except Exception as exc:
+            except PLUGIN_FAULTS as exc:
                 infos[plugin_name].error = _short_error(exc)
 
     def add_preset(preset: Preset) -> None:
@@ -289,7 +301,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             _call_hook(impl, register=register_preset)
         except PluginError:
             raise
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             infos[plugin_name].error = _short_error(exc)
 
     _load_registry_yaml_presets(add_preset)

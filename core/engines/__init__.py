@@ -45,10 +45,12 @@ class Engine(Protocol):
         batch_size: int = 16,
         progress: Progress | None = None,
         states: dict[str, Path] | None = None,
+        timeouts: dict[str, float | None] | None = None,
     ) -> Extracted:
         """Features of every job (see :func:`fzoo.engines.local.extract_features`).
 
-        ``states`` maps the fingerprint of a fitted learned extractor to its saved state.
+        ``states`` maps the fingerprint of a fitted learned extractor to its saved state;
+        ``timeouts`` the fingerprint of an extractor to the longest one ``extract`` call may take.
         """
         ...
 
@@ -71,10 +73,11 @@ class LocalEngine:
         batch_size: int = 16,
         progress: Progress | None = None,
         states: dict[str, Path] | None = None,
+        timeouts: dict[str, float | None] | None = None,
     ) -> Extracted:
         from fzoo.engines.local import extract_features
 
-        return extract_features(jobs, extractors, cache, batch_size, progress)
+        return extract_features(jobs, extractors, cache, batch_size, progress, timeouts)
 
     def close(self) -> None:
         return None

@@ -16,6 +16,7 @@ import numpy as np
 
 from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import FeatureExtractor
+from fzoo.engines.timeout import ComponentTimeout, PluginExit, call_with_timeout
 from fzoo.images import to_tensor
 
 if TYPE_CHECKING:
@@ -63,12 +64,31 @@ class Extracted:
     extractor_notes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _run_extractor(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> np.ndarray:
+class TransientFailure(str):
+    """Why an image failed, when the cause may pass (out of memory, an I/O error): reported for
+    this run but not cached, so the next run tries the image again."""
+
+    __slots__ = ()
+
+
+#: exceptions that say nothing permanent about the image
+TRANSIENT: tuple[type[BaseException], ...] = (MemoryError, OSError)
+
+
+def _run_extractor(
+    extractor: FeatureExtractor, pixels: list[np.ndarray], timeout_s: float | None = None
+) -> np.ndarray:
     import torch
 
     batch = np.stack(pixels).transpose(0, 3, 1, 2)
     tensor = torch.from_numpy(np.ascontiguousarray(batch)).float()
-    feats = np.asarray(extractor.extract(tensor), dtype=np.float32)
+    try:
+        out = call_with_timeout(
+            lambda: extractor.extract(tensor), timeout_s, f"{extractor.name}.extract"
+        )
+    except (ComponentTimeout, PluginExit) as exc:  # the extractor is unusable: no retries
+        raise ExtractionError(str(exc), extractor.fingerprint()) from None
+    feats = np.asarray(out, dtype=np.float32)
     if feats.ndim != 2 or feats.shape[0] != len(pixels):
         raise ExtractionError(
             f"feature extractor {extractor.name!r} returned shape {feats.shape} for a batch of "
@@ -78,15 +98,19 @@ def _run_extractor(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> np.
     return feats
 
 
-def extract_rows(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> list[np.ndarray | str]:
+def extract_rows(
+    extractor: FeatureExtractor, pixels: list[np.ndarray], timeout_s: float | None = None
+) -> list[np.ndarray | str]:
     """One batch of same-shape images: a feature row per image, or why the image failed.
 
     A batch that raises is retried image by image, so an image the extractor cannot handle (too
-    small, say) fails alone. A contract violation raises :class:`ExtractionError`. Every engine
-    extracts through this function.
+    small, say) fails alone; a failure that may pass (:data:`TRANSIENT`) is a
+    :class:`TransientFailure`, which engines do not cache. A contract violation, a call longer
+    than ``timeout_s`` or a ``sys.exit`` in the extractor raises :class:`ExtractionError`. Every
+    engine extracts through this function.
     """
     try:
-        return list(_run_extractor(extractor, pixels))
+        return list(_run_extractor(extractor, pixels, timeout_s))
     except ExtractionError:
         raise
     except Exception:
@@ -94,13 +118,16 @@ def extract_rows(extractor: FeatureExtractor, pixels: list[np.ndarray]) -> list[
     out: list[np.ndarray | str] = []
     for px in pixels:  # retry one by one to isolate the images it cannot handle
         try:
-            out.append(_run_extractor(extractor, [px])[0])
+            out.append(_run_extractor(extractor, [px], timeout_s)[0])
         except ExtractionError:
             raise
         except Exception as exc:
             text = str(exc) or type(exc).__name__
+            if isinstance(exc, TRANSIENT):
+                text = f"{type(exc).__name__}: {text} (not cached: tried again next run)"
             prefix = "" if text.startswith(extractor.name) else f"{extractor.name}: "
-            out.append(prefix + text)
+            reason = prefix + text
+            out.append(TransientFailure(reason) if isinstance(exc, TRANSIENT) else reason)
     return out
 
 
@@ -133,13 +160,16 @@ def extract_features(
     cache: ArrayCache,
     batch_size: int = 16,
     progress: Callable[[Iterable[Any], str, int | None], Iterable[Any]] | None = None,
+    timeouts: dict[str, float | None] | None = None,
 ) -> Extracted:
     """Features of every job for every extractor (by extractor fingerprint), in job order.
 
     A batch that raises is retried image by image: an image the extractor cannot handle (too
     small, say) is recorded in ``failures`` with the reason, and the others keep their features.
-    A contract violation (wrong output shape) raises :class:`ExtractionError`.
+    A contract violation (wrong output shape), an ``extract`` call longer than
+    ``timeouts[fingerprint]`` seconds, or a ``sys.exit`` in it raises :class:`ExtractionError`.
     """
+    limits = timeouts or {}
     results, failures, missing = cached_features(jobs, extractors, cache)
 
     buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, np.ndarray]]] = defaultdict(list)
@@ -153,15 +183,16 @@ def extract_features(
         if not entries:
             return
         try:
-            rows = extract_rows(extractors[fp], [px for _, px in entries])
+            rows = extract_rows(extractors[fp], [px for _, px in entries], limits.get(fp))
         except ExtractionError as exc:  # named by its key: a fitted extractor's differs
             raise ExtractionError(str(exc), fp) from exc
         for (i, _), row in zip(entries, rows, strict=True):
             if isinstance(row, str):
                 failures[fp][i] = row
                 # remembered, so a re-run does not try again (the image and extractor are the
-                # same by construction of the key)
-                cache.put("features", _key(jobs[i], fp), np.array(row))
+                # same by construction of the key); not a failure that may pass
+                if not isinstance(row, TransientFailure):
+                    cache.put("features", _key(jobs[i], fp), np.array(row))
             else:
                 store(fp, i, row)
 
@@ -171,7 +202,8 @@ def extract_features(
     for i in iterator:
         try:
             pixels = jobs[i].load()
-        except Exception as exc:  # a launderer or perturbation that cannot handle this image
+        except (Exception, SystemExit) as exc:  # a launderer or perturbation that cannot
+            # handle this image (or calls sys.exit: the image fails, not the run)
             for fp in extractors:
                 if results[fp][i] is None:
                     failures[fp][i] = f"cannot make image: {type(exc).__name__}: {exc}"

@@ -33,7 +33,14 @@ from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import Component, FeatureExtractor
 from fzoo.data import ComponentRef, Materializer, WorkUnit
 from fzoo.engines import EngineError, Progress
-from fzoo.engines.local import Extracted, ExtractionError, Job, cached_features, extract_rows
+from fzoo.engines.local import (
+    Extracted,
+    ExtractionError,
+    Job,
+    TransientFailure,
+    cached_features,
+    extract_rows,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -313,7 +320,9 @@ class RayEngine:
         batch_size: int = 16,
         progress: Progress | None = None,
         states: dict[str, Path] | None = None,
+        timeouts: dict[str, float | None] | None = None,
     ) -> Extracted:
+        """As the local engine's; ``timeouts`` are not applied here (Ray tasks run elsewhere)."""
         results, failures, missing = cached_features(jobs, extractors, cache)
         out = Extracted(results, failures)
         if not missing:  # a warm cache sends no work
@@ -377,7 +386,8 @@ class RayEngine:
                 key = feature_key(jobs[i].image_hash, jobs[i].chain, fp)
                 if isinstance(row, str):
                     failures[fp][i] = row
-                    cache.put("features", key, np.array(row))
+                    if not isinstance(row, TransientFailure):  # may pass: tried again next run
+                        cache.put("features", key, np.array(row))
                 else:
                     cache.put("features", key, row)
                     results[fp][i] = row
