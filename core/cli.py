@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fzoo.components import KINDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -140,23 +138,27 @@ def _parse_sets(pairs: Sequence[str]) -> list[tuple[str, Any]] | None:
         if not eq or not key.strip():
             print(f"fzoo: --set expects KEY=VALUE or KEY+=VALUE, got {pair!r}", file=sys.stderr)
             return None
+        from fzoo.config import parse_value
+
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            print(f"fzoo: --set {key}: not a YAML value: {exc}", file=sys.stderr)
+            value = parse_value(text, f"--set {key.strip()}")
+        except ValueError as exc:
+            print(f"fzoo: {exc}", file=sys.stderr)
             return None
         out.append((key.strip(), value))
     return out
 
 
-def _load(path: str, variant: str | None = None, sets: Sequence[str] = ()) -> Any:
-    from fzoo.config import ConfigError, load_experiment
+def _load(
+    path: str, variant: str | None = None, sets: Sequence[str] = (), max_cells: int | None = None
+) -> Any:
+    from fzoo.config import ConfigError, Limits, load_experiment
 
-    overrides = _parse_sets(sets)
-    if overrides is None:
-        return None
     try:
-        return load_experiment(path, variant, overrides)
+        overrides = _parse_sets(sets)
+        if overrides is None:
+            return None
+        return load_experiment(path, variant, overrides, Limits.from_env(max_cells))
     except ConfigError as exc:
         for issue in exc.issues:
             print(str(issue), file=sys.stderr)
@@ -164,7 +166,7 @@ def _load(path: str, variant: str | None = None, sets: Sequence[str] = ()) -> An
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    exp = _load(args.experiment, args.variant, args.set)
+    exp = _load(args.experiment, args.variant, args.set, args.max_cells)
     if exp is None:
         return EXIT_USAGE
     spec = exp.spec
@@ -184,13 +186,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from fzoo.experiment import LabelError, run_experiment, tqdm_progress
     from fzoo.weights import WeightsError
 
-    exp = _load(args.experiment, args.variant, args.set)
+    exp = _load(args.experiment, args.variant, args.set, args.max_cells)
     if exp is None:
         return EXIT_USAGE
     out = Path(args.out)
     try:
         result = run_experiment(
-            exp, out, cache_dir=args.cache_dir, progress=None if args.quiet else tqdm_progress
+            exp,
+            out,
+            cache_dir=args.cache_dir,
+            progress=None if args.quiet else tqdm_progress,
+            timeout_s=args.timeout,
         )
     except LabelError as exc:
         print(f"fzoo run: {exp.file}: {exc}", file=sys.stderr)
@@ -275,7 +281,9 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise ValueError(f"--param {pair!r}: expected KEY=VALUE")
         key, value = pair.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value) if value != "" else ""
+        from fzoo.config import parse_value
+
+        params[key.strip()] = parse_value(value, f"--param {key.strip()}") if value != "" else ""
     return params
 
 
@@ -464,6 +472,38 @@ def _add_set_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        what = f"expected a positive integer, got {text[:50]!r}"
+        raise argparse.ArgumentTypeError(what) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        what = f"expected a number of seconds, got {text[:50]!r}"
+        raise argparse.ArgumentTypeError(what) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
+    return value
+
+
+def _add_max_cells_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-cells",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="allow a grid of up to N cells (default 1000, or $FZOO_MAX_CELLS)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fzoo",
@@ -488,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file, or a name from registry.yaml")
     p.add_argument("--variant", default=None, help="apply one of the experiment's 'variants'")
     _add_set_argument(p)
+    _add_max_cells_argument(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run an experiment and write the report into --out")
@@ -498,6 +539,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/fzoo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_max_cells_argument(p)
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="longest one call into a component (an extract batch, a fit) may take; the "
+        "pipeline then fails and the others finish (a pipeline's 'timeout_s' takes precedence)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -584,6 +634,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except PluginError as exc:
         print(f"fzoo: plugin error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except SystemExit as exc:  # argparse is done: only plugin code calls sys.exit from here on
+        print(
+            f"fzoo: error: a plugin called sys.exit({exc.code!r}) during {args.command!r}; "
+            "it was stopped (find it with `fzoo plugins`, block it with FZOO_BLOCK_PLUGINS)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("fzoo: interrupted; completed work is cached, re-run to resume", file=sys.stderr)
