@@ -63,6 +63,8 @@ _KIND_ALIASES = {
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.kind in ("detector", "detectors"):
+        return _list_detectors(args)
     reg = _registry()
     kind = args.kind
     if kind is not None:
@@ -125,6 +127,132 @@ def cmd_list(args: argparse.Namespace) -> int:
                 pdesc = schema.get("description", "")
                 print(f"      {pname}: {typ} = {default}  {pdesc}".rstrip())
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------- published detectors
+
+
+def _published_detectors(reg: Any) -> dict[str, Any]:
+    """Feature extractors that declare themselves published detectors (``published = True``)."""
+    return {
+        name: cls
+        for name, cls in sorted(reg.components["feature_extractor"].items())
+        if getattr(cls, "published", False) is True
+    }
+
+
+def _list_detectors(args: argparse.Namespace) -> int:
+    reg = _registry()
+    rows = []
+    for name, cls in _published_detectors(reg).items():
+        rows.append(
+            {
+                "name": name,
+                "plugin": reg.owner("feature_extractor", name),
+                "description": cls.description,
+                "paper": getattr(cls, "paper", ""),
+                "protocol": getattr(cls, "protocol", ""),
+                "weights_file": getattr(cls, "weights_filename", ""),
+                "weights_url": getattr(cls, "weights_url", ""),
+                "weights_licence": getattr(cls, "weights_licence", ""),
+            }
+        )
+    if args.json:
+        _print_json({"detectors": rows})
+        return EXIT_OK
+    print("detectors (published weights; use: fzoo detect --detector NAME --param weights=FILE):")
+    for r in rows:
+        print(f"  {r['name']} [{r['plugin']}]  {r['description']}")
+        for key in ("paper", "protocol", "weights_file", "weights_url", "weights_licence"):
+            if r[key]:
+                print(f"      {key.replace('_', ' ')}: {r[key]}")
+    return EXIT_OK
+
+
+def _detect_published(args: argparse.Namespace) -> int:
+    """``fzoo detect --detector NAME``: the published score of each image, no YAML, no training."""
+    from fzoo.config import ComponentSpec, resolve_component
+    from fzoo.images import ImageError, load_image, to_tensor
+    from fzoo.plugin_manager import UnknownComponentError
+    from fzoo.weights import WeightsError
+
+    reg = _registry()
+    published = _published_detectors(reg)
+    if args.detector not in published:
+        hint = "" if args.detector in reg.components["feature_extractor"] else " (unknown)"
+        print(
+            f"fzoo detect: {args.detector!r} is not a published detector{hint}; "
+            f"choose from {', '.join(published) or '(none installed)'} (fzoo list detectors)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        params = _parse_params(args.param)
+        if params.get("output", "score") != "score":
+            raise ValueError("--detector scores images: output must be 'score'")
+        spec = ComponentSpec(name=args.detector, params=params)
+        rc = resolve_component(spec, "feature_extractor")
+        detector = rc.build()
+        detector.weight_hashes()  # resolves the weights now: a missing file fails before any image
+        load = getattr(detector, "network", None)
+        if callable(load):
+            load()  # a checkpoint of the wrong architecture fails here, once
+    except WeightsError as exc:
+        print(f"fzoo detect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UnknownComponentError, ValueError) as exc:
+        print(f"fzoo detect: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    negative, positive = getattr(detector, "labels", ("real", "synthetic"))
+    rows: list[dict[str, Any]] = []
+    failed = 0
+
+    def shown(text: str) -> str:  # no file name can forge an output line
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+    def skip(path: Path, reason: str) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"skipped {shown(str(path))}: {shown(reason)}", file=sys.stderr)
+
+    for path in _expand_paths(args.paths):
+        try:
+            img = load_image(path)
+        except ImageError as exc:
+            skip(path, exc.reason)
+            continue
+        try:
+            out = detector.extract(to_tensor(img.pixels))
+            score = float(out[0][0])
+            if not math.isfinite(score):
+                raise ValueError(f"non-finite score {score}")
+        except Exception as exc:  # this image only (too small for the protocol, say)
+            skip(path, f"{args.detector}: {str(exc).strip() or type(exc).__name__}")
+            continue
+        z = max(min(score, 500.0), -500.0)
+        row: dict[str, Any] = {
+            "path": str(path),
+            "detector": args.detector,
+            "score": score,
+            "probability": 1.0 / (1.0 + math.exp(-z)),
+            "predicted": positive if score > 0 else negative,
+        }
+        notes = list(img.notes) + detector.pop_notes()
+        if notes:
+            row["notes"] = notes
+        rows.append(row)
+    if args.json:
+        _print_json(rows)
+    else:
+        width = max([len(shown(r["path"])) for r in rows] + [4])
+        print(f"{'path':<{width}}  {'score':>10}  {'p(' + positive + ')':>14}  predicted")
+        for r in rows:
+            print(
+                f"{shown(r['path']):<{width}}  {r['score']:>10.4f}  {r['probability']:>14.4f}"
+                f"  {r['predicted']}"
+            )
+        print(f"{len(rows)} scored with {args.detector}, {failed} skipped")
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- validate / run
@@ -429,6 +557,8 @@ def cmd_launder(args: argparse.Namespace) -> int:
             args.out_dir,
             name=args.launderer,
             batch_size=args.batch_size,
+    if getattr(args, "detector", None) is not None:
+        return _detect_published(args)
             progress=False if args.quiet else None,
         )
     except LaunderUsageError as exc:
@@ -615,8 +745,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created if missing)")
     p.set_defaults(func=cmd_launder)
 
-    p = sub.add_parser("detect", help="score images with a pipeline saved by a run")
-    p.add_argument("--pipeline", required=True, help="OUT/pipelines/<pipeline>--<task> folder")
+    p = sub.add_parser(
+        "detect", help="score images with a pipeline saved by a run, or a published detector"
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pipeline", help="OUT/pipelines/<pipeline>--<task> folder")
+    which.add_argument(
+        "--detector", help="a published detector (fzoo list detectors), e.g. cnndetection"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="detector parameter (repeatable), e.g. --param weights=blur_jpg_prob0.5.pth",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --detector: one JSON list (--pipeline always prints JSON lines)",
+    )
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.set_defaults(func=cmd_detect)
     return parser
