@@ -498,6 +498,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    if getattr(args, "detector", None) is not None:
+        return _detect_published(args)
     from fzoo.images import ImageError, load_image, to_tensor
     from fzoo.persist import UntrustedStateError
     from fzoo.pipeline import load_pipeline
@@ -557,8 +559,6 @@ def cmd_launder(args: argparse.Namespace) -> int:
             args.out_dir,
             name=args.launderer,
             batch_size=args.batch_size,
-    if getattr(args, "detector", None) is not None:
-        return _detect_published(args)
             progress=False if args.quiet else None,
         )
     except LaunderUsageError as exc:
