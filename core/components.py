@@ -31,9 +31,10 @@ KINDS: tuple[str, ...] = (
 
 
 class Params(BaseModel):
-    """Base class of component parameters: unknown keys are rejected, values are frozen."""
+    """Base class of component parameters: unknown keys are rejected, values are frozen, and
+    floats must be finite (``inf``/``nan`` would validate and then fail at run time)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def stable_hash(obj: Any, length: int = 20) -> str:
@@ -174,10 +175,15 @@ class Classifier(Component):
     """A scikit-learn style estimator: ``fit(X, y)``, ``predict_proba(X)``, ``classes_``.
 
     Plugins usually implement ``build_estimator()`` and inherit the rest; the fitted estimator is
-    saved with skops (no pickle) and loaded back with an explicit list of trusted types.
+    saved with skops (no pickle) and loaded back only when every node of the file is on an
+    explicit allow-list of exact types (:mod:`fzoo.persist`; extend it with ``trusted_types``).
     """
 
     kind = "classifier"
+    #: Exact ``module.Class`` names, beyond the scikit-learn types fzoo's own classifiers use
+    #: (:data:`fzoo.persist.SKLEARN_TYPES`), that this classifier's saved estimator may contain;
+    #: e.g. ``("sklearn.neighbors._classification.KNeighborsClassifier",)``. No prefixes.
+    trusted_types: tuple[str, ...] = ()
     estimator_: Any
     classes_: np.ndarray
 
@@ -206,7 +212,8 @@ class Classifier(Component):
         """Read the state written by :meth:`save_state`; refuses untrusted types."""
         from fzoo.persist import load_estimator
 
-        self.estimator_ = load_estimator(Path(directory) / "estimator.skops")
+        path = Path(directory) / "estimator.skops"
+        self.estimator_ = load_estimator(path, extra_trusted=type(self).trusted_types)
         self.classes_ = np.asarray(self.estimator_.classes_)
 
 

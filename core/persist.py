@@ -225,7 +225,7 @@ def audit_skops(path: Path, extra_trusted: Iterable[str] = ()) -> list[str]:
         allowed = ALLOWED[loader] | (extra if loader == "ObjectNode" else frozenset())
         if name not in allowed:
             raise UntrustedStateError(
-                f"{path}: refusing untrusted type {name[:120]!r} ({loader}); only the "
+                f"{path}: refusing to load untrusted types [{name[:120]!r}] ({loader}); only the "
                 "scikit-learn estimators, arrays and containers that fzoo writes are loaded"
             )
         seen.add(name)

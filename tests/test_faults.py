@@ -213,7 +213,8 @@ def test_crafted_pickle_in_a_pipeline_is_refused_not_executed(tmp_path, capsys):
 
     root = make_class_folder(tmp_path / "imgs", n_per_photo=1)
     exp = tmp_path / "exp.yaml"
-    exp.write_text(RUN_EXP.format(root=root))
+    # logistic regression is saved as JSON + safetensors; a random forest's state is skops
+    exp.write_text(RUN_EXP.format(root=root).replace("logistic-regression", "random-forest"))
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     pipe = tmp_path / "out" / "pipelines" / "dct--proc"
     image = next((root / "pristine").glob("*.png"))
@@ -295,7 +296,8 @@ def test_raw_pickle_in_a_pipeline_is_refused_with_a_message(tmp_path, capsys):
 
     root = make_class_folder(tmp_path / "imgs", n_per_photo=1)
     exp = tmp_path / "exp.yaml"
-    exp.write_text(RUN_EXP.format(root=root))
+    # logistic regression is saved as JSON + safetensors; a random forest's state is skops
+    exp.write_text(RUN_EXP.format(root=root).replace("logistic-regression", "random-forest"))
     assert main(["run", str(exp), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     pipe = tmp_path / "out" / "pipelines" / "dct--proc"
     marker = tmp_path / "marker"

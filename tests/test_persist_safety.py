@@ -307,3 +307,31 @@ def test_tampered_pipeline_json_gives_one_line(
 
     assert re.search(expected, err), err
     assert len(err) < 400
+
+
+def test_a_plugin_classifier_declares_its_extra_sklearn_types(tmp_path: Path) -> None:
+    """A plugin's ``build_estimator`` may use any scikit-learn estimator: it names the exact
+    classes in ``trusted_types``; without them its saved state is refused."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    import fzoo
+
+    class Knn(fzoo.Classifier):
+        """k nearest neighbours (Fix & Hodges 1951), brute force."""
+
+        name = "knn-test"
+
+        def build_estimator(self) -> Any:
+            return KNeighborsClassifier(3, algorithm="brute")
+
+    X, y = _data(2)
+    Knn().fit(X, y).save_state(tmp_path)
+    with pytest.raises(UntrustedStateError, match="KNeighborsClassifier"):
+        Knn().load_state(tmp_path)
+
+    class TrustingKnn(Knn):
+        trusted_types = ("sklearn.neighbors._classification.KNeighborsClassifier",)
+
+    again = TrustingKnn()
+    again.load_state(tmp_path)
+    np.testing.assert_array_equal(again.predict_proba(X), Knn().fit(X, y).predict_proba(X))
