@@ -171,6 +171,8 @@ def _list_detectors(args: argparse.Namespace) -> int:
 
 def _detect_published(args: argparse.Namespace) -> int:
     """``fzoo detect --detector NAME``: the published score of each image, no YAML, no training."""
+    import math
+
     from fzoo.config import ComponentSpec, resolve_component
     from fzoo.images import ImageError, load_image, to_tensor
     from fzoo.plugin_manager import UnknownComponentError
