@@ -136,11 +136,11 @@ def load_state_dict(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{detector}: refused to load {path}: the file is a pickle that needs code to load "
-            f"({first[:300]}). fzoo loads checkpoints with weights_only=True only; a released "
-            f"checkpoint holds tensors. Get the authors' file from {url}, or re-save yours as "
+            f"({_unpickling_reason(exc)}). fzoo loads checkpoints with weights_only=True only "
+            f"and never runs code from a weight file; a released checkpoint holds tensors only. "
+            f"Get the authors' file from {url}, or re-save yours as "
             f"torch.save({{'model': model.state_dict()}}, path)."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -174,6 +174,16 @@ def load_state_dict(
             f"Is this a checkpoint of {detector}? Expected the authors' file from {url}."
         )
     return state
+
+
+def _unpickling_reason(exc: BaseException) -> str:
+    """The informative line of torch's weights-only error (the object it refused), shortened."""
+    text = str(exc).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    for line in text.splitlines():
+        line = line.strip()
+        if "Unsupported global" in line or "WeightsUnpickler error" in line:
+            return line.split(" was not an allowed global")[0][:200]
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load_into(module: torch.nn.Module, state: dict[str, Any], *, detector: str, path: Path) -> None:
