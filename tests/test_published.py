@@ -379,3 +379,39 @@ def test_published_score_classifier(tmp_path) -> None:
         PublishedScore().fit(X, ["a", "b", "c"])
     with pytest.raises(ValueError, match="column 3"):
         PublishedScore(column=3).fit(X, ["a", "b", "a"])
+
+
+# --------------------------------------------------------------------------- the YAML example
+def test_example_runs_with_random_checkpoints(tmp_path, capsys) -> None:
+    """docs/examples/published-detectors.yaml validates and runs (weights set with --set)."""
+    example = Path(__file__).resolve().parent.parent / "docs/examples/published-detectors.yaml"
+    cnn, grag = tmp_path / "blur_jpg_prob0.5.pth", tmp_path / "model_epoch_best.pth"
+    torch.save({"model": randomise(resnet50(num_classes=1), seed=5).state_dict()}, cnn)
+    nodown = randomise(resnet50_nodown(), seed=6).state_dict()
+    torch.save({"model": {f"module.{k}": v for k, v in nodown.items()}}, grag)
+    sets = [
+        f"pipelines.cnndetection.features.0.params.weights={cnn}",
+        f"pipelines.cnndetection+dct.features.0.params.weights={cnn}",
+        f"pipelines.grag2021.features.0.params.weights={grag}",
+        f"pipelines.grag2021-calibrated.features.0.params.weights={grag}",
+        "data.dataset.params.crops_per_photo=1",
+        "data.derive.synthetic.n=6",
+    ]
+    args = [str(example), *[a for s in sets for a in ("--set", s)]]
+    assert main(["validate", *args]) == 0
+    out = tmp_path / "out"
+    assert main(["run", *args, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert {r["pipeline"] for r in rows} == {
+        "cnndetection",
+        "grag2021",
+        "grag2021-calibrated",
+        "cnndetection+dct",
+        "dct",
+    }
+    assert {r["condition"] for r in rows} == {"clean", "jpeg-80", "resize-half"}
+    assert not results["errors"]
+    text = json.dumps(results["notes"])
+    assert fzoo.weights.sha256_file(cnn) in text and fzoo.weights.sha256_file(grag) in text

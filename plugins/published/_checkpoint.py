@@ -245,6 +245,7 @@ class PublishedDetector(fzoo.FeatureExtractor):
     checkpoint_keys: ClassVar[tuple[str, ...]] = ("model", "net", "state_dict")
     embedding_dim: ClassVar[int] = 0
     min_size: ClassVar[int] = 1
+    labels: ClassVar[tuple[str, str]] = ("real", "synthetic")  # score <= 0, score > 0
 
     class Params(fzoo.Params):
         weights: str = Field(
@@ -316,7 +317,7 @@ class PublishedDetector(fzoo.FeatureExtractor):
                 net.to(device=_device(self.params.device), dtype=dtype).eval().requires_grad_(False)
                 self._net = net
                 self.note(
-                    f"loaded checkpoint {path.name} (sha256 {sha256_file(path)[:16]}...) "
+                    f"loaded checkpoint {path.name} (sha256 {sha256_file(path)}) "
                     f"on {self.params.device}, {self.params.dtype}"
                 )
             return self._net  # type: ignore[no-any-return]
