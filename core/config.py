@@ -416,7 +416,11 @@ SafeName = Annotated[str, AfterValidator(_safe_name)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+#: seeds reach numpy, torch and scikit-learn; the last takes 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
 
 
 class ComponentSpec(_Strict):
@@ -441,7 +445,7 @@ class DeriveSpec(_Strict):
     launderer: ComponentSpec | None = None
     perturbations: list[ComponentSpec] = Field(default_factory=list)
     generator: ComponentSpec | None = None
-    n: int | None = Field(None, ge=1, description="number of generated images")
+    n: int | None = Field(None, ge=1, le=1_000_000, description="number of generated images")
     quantize: bool = Field(True, description="round derived images to 8 bits, as a saved PNG")
 
     @field_validator("from_", mode="before")
@@ -481,13 +485,13 @@ class DeriveSpec(_Strict):
 class DataSpec(_Strict):
     dataset: ComponentSpec
     derive: list[DeriveSpec] = Field(default_factory=list)
-    limit_per_class: int | None = Field(None, ge=1)
-    max_pixels: int = Field(100_000_000, ge=1)
+    limit_per_class: int | None = Field(None, ge=1, le=10**9)
+    max_pixels: int = Field(100_000_000, ge=1, le=10**10)
 
 
 class SplitSpec(_Strict):
     test_size: float = Field(0.3, gt=0.0, lt=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
 
 class ConditionSpec(_Strict):
@@ -600,15 +604,18 @@ class EngineSpec(_Strict):
     """Where features are computed: ``local`` (this process) or ``ray`` (Ray Data actors)."""
 
     name: Literal["local", "ray"] = "local"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, le=100_000)
     address: str | None = Field(
         None,
         description="ray: cluster to join ('auto', 'ray://head:10001'); none starts a local Ray",
     )
     num_cpus: int | None = Field(
-        None, ge=1, description="ray: CPUs of the local Ray it starts (ignored with 'address')"
+        None,
+        ge=1,
+        le=100_000,
+        description="ray: CPUs of the local Ray it starts (ignored with 'address')",
     )
-    concurrency: int = Field(1, ge=1, description="ray: number of extraction actors")
+    concurrency: int = Field(1, ge=1, le=10_000, description="ray: number of extraction actors")
 
 
 class ExperimentSpec(_Strict):
@@ -616,7 +623,7 @@ class ExperimentSpec(_Strict):
 
     name: str = "experiment"
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataSpec
     split: SplitSpec = Field(default_factory=lambda: SplitSpec())
     conditions: list[ConditionSpec] = Field(default_factory=lambda: [ConditionSpec(name="clean")])
@@ -966,6 +973,8 @@ def validate_data(
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_pydantic_issues(exc, located, prefix)) from None
+    if spec.grid:  # by arithmetic, before any plugin is loaded or cell made
+        _check_cells(spec.grid, located, prefix, limits.max_cells)
 
     issues = validate_components(spec, located, prefix)
     cells: list[Cell] = []
@@ -979,7 +988,6 @@ def validate_data(
             except KeyError as exc:
                 issues.append(located.issue((*prefix, "grid", key), f"grid path {key!r}: {exc}"))
         if not issues:
-            _check_cells(spec.grid, located, prefix, limits.max_cells)
             for combo in itertools.product(*(spec.grid[k] for k in keys)):
                 values = dict(zip(keys, combo, strict=True))
                 data = copy.deepcopy(base)

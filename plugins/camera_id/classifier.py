@@ -38,7 +38,7 @@ class ArgmaxLogits(fzoo.Classifier):
         inputs: Literal["logits", "probabilities"] = Field(
             "logits", description="what the feature columns are: logits or probabilities"
         )
-        temperature: float = Field(1.0, gt=0, description="softmax temperature for logits")
+        temperature: float = Field(1.0, gt=0, le=1e6, description="softmax temperature for logits")
         columns: list[str] | None = Field(
             None,
             description="class name of each feature column (default: the sorted training labels)",

@@ -210,19 +210,19 @@ class CameraIdCNN(fzoo.FeatureExtractor):
             ["pristine"],
             description="train only on images with these labels (null: all training images)",
         )
-        patch: int = Field(PATCH, ge=PATCH, description="patch side in px (the paper: 64)")
+        patch: int = Field(PATCH, ge=PATCH, le=1024, description="patch side in px (the paper: 64)")
         patches_per_image: int = Field(
-            16, ge=1, description="random training patches per image per epoch"
+            16, ge=1, le=10_000, description="random training patches per image per epoch"
         )
-        epochs: int = Field(16, ge=1, description="training epochs")
-        lr: float = Field(3e-3, gt=0, description="Adam learning rate (cosine decay to 0)")
-        weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
-        batch_size: int = Field(64, ge=1, description="patches per optimiser step")
+        epochs: int = Field(16, ge=1, le=10_000, description="training epochs")
+        lr: float = Field(3e-3, gt=0, le=10, description="Adam learning rate (cosine decay to 0)")
+        weight_decay: float = Field(0.0, ge=0, le=10, description="Adam weight decay")
+        batch_size: int = Field(64, ge=1, le=65_536, description="patches per optimiser step")
         constrained_first_layer: bool = Field(
             False, description="Bayar & Stamm constrained 5x5 prediction-error first layer"
         )
         constrained_filters: int = Field(
-            3, ge=1, description="kernels of the constrained layer (Bayar & Stamm: 3)"
+            3, ge=1, le=256, description="kernels of the constrained layer (Bayar & Stamm: 3)"
         )
         batch_norm: bool = Field(
             True, description="batch norm after each convolution (not in the paper; steadier)"
@@ -246,7 +246,7 @@ class CameraIdCNN(fzoo.FeatureExtractor):
             "colour vary per image, not per camera",
         )
         align: int = Field(
-            8, ge=1, description="training and tiling offsets are multiples of this (px)"
+            8, ge=1, le=1024, description="training and tiling offsets are multiples of this (px)"
         )
         output: Literal["logits", "embedding", "probabilities"] = Field(
             "logits", description="what extract returns per image"
@@ -255,11 +255,22 @@ class CameraIdCNN(fzoo.FeatureExtractor):
             "mean_logit", description="image-level fusion of the patch predictions"
         )
         max_patches: int | None = Field(
-            64, ge=1, description="at most this many tiles per image at extraction (null: all)"
+            64,
+            ge=1,
+            le=1_000_000,
+            description="at most this many tiles per image at extraction (null: all)",
         )
-        seed: int = Field(0, description="seed of initialisation, patch sampling, augmentation")
+        seed: int = Field(
+            0,
+            ge=0,
+            le=2**32 - 1,
+            description="seed of initialisation, patch sampling, augmentation",
+        )
         threads: int | None = Field(
-            None, ge=1, description="torch CPU threads during fit/extract (null: unchanged)"
+            None,
+            ge=1,
+            le=1024,
+            description="torch CPU threads during fit/extract (null: unchanged)",
         )
 
         @field_validator("augment")
@@ -277,8 +288,8 @@ class CameraIdCNN(fzoo.FeatureExtractor):
         @field_validator("resize_scale")
         @classmethod
         def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
-            if not 0 < v[0] <= v[1]:
-                raise ValueError("resize_scale must be [low, high] with 0 < low <= high")
+            if not 0 < v[0] <= v[1] <= 16:
+                raise ValueError("resize_scale must be [low, high] with 0 < low <= high <= 16")
             return v
 
     params: Params

@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -92,12 +92,17 @@ class _TimmBase(fzoo.FeatureExtractor):
         input_size: int | None = Field(
             None,
             ge=MULTIPLE,
+            le=8192,
             description="centre-crop (or reflect-pad) every image to this square size; null: "
             "centre-crop each side to a multiple of 32 (never resized)",
         )
         normalize: bool = Field(True, description="normalise with the model's mean and std")
-        seed: int = Field(0, description="seed of the random initialisation (and training)")
-        threads: int | None = Field(None, ge=1, description="torch CPU threads (null: unchanged)")
+        seed: int = Field(
+            0, ge=0, le=2**32 - 1, description="seed of the random initialisation (and training)"
+        )
+        threads: int | None = Field(
+            None, ge=1, le=1024, description="torch CPU threads (null: unchanged)"
+        )
 
         @field_validator("model")
         @classmethod
@@ -247,7 +252,7 @@ class TimmEmbedding(_TimmBase):
     description = "Frozen timm backbone embedding (any timm model; Wightman, timm)"
 
     class Params(_TimmBase.Params):
-        stages: list[int] | None = Field(
+        stages: list[Annotated[int, Field(ge=0, le=16)]] | None = Field(
             None,
             description="pool and concatenate these features_only stages (null: final embedding)",
         )
@@ -303,11 +308,15 @@ class TimmFinetune(_TimmBase):
         train_last_stage: bool = Field(
             False, description="also fine-tune the backbone's last stage"
         )
-        crop: int = Field(64, ge=MULTIPLE, description="side of the random training crops (px)")
-        crops_per_image: int = Field(8, ge=1, description="training crops per image per epoch")
-        epochs: int = Field(3, ge=1, description="training epochs")
-        lr: float = Field(1e-3, gt=0, description="Adam learning rate (cosine decay)")
-        batch_size: int = Field(32, ge=1, description="crops per optimiser step")
+        crop: int = Field(
+            64, ge=MULTIPLE, le=8192, description="side of the random training crops (px)"
+        )
+        crops_per_image: int = Field(
+            8, ge=1, le=10_000, description="training crops per image per epoch"
+        )
+        epochs: int = Field(3, ge=1, le=10_000, description="training epochs")
+        lr: float = Field(1e-3, gt=0, le=10, description="Adam learning rate (cosine decay)")
+        batch_size: int = Field(32, ge=1, le=65_536, description="crops per optimiser step")
         output: Literal["logits", "embedding", "probabilities"] = Field(
             "logits", description="what extract returns"
         )

@@ -45,11 +45,12 @@ class DCTSpectrum(fzoo.FeatureExtractor):
             "gray", description="Transform the BT.601 luma ('gray') or each RGB channel ('rgb')."
         )
         size: int = Field(
-            16, ge=1, description="Pooled grid side: the output has size*size values per channel."
+            16, ge=1, le=1024, description="Pooled grid side: size*size values per channel."
         )
         crop: int | None = Field(
             None,
             ge=1,
+            le=65_536,
             description="Centre-crop to crop x crop pixels before the DCT (None: whole image); "
             "an image smaller than crop raises an error.",
         )

@@ -47,7 +47,7 @@ class FFTSpectrum(fzoo.FeatureExtractor):
 
     class Params(fzoo.Params):
         bins: int = Field(
-            64, ge=4, description="Number of points of the resampled radial profile (>= 4)."
+            64, ge=4, le=4096, description="Points of the resampled radial profile (4..4096)."
         )
 
     params: Params

@@ -106,10 +106,10 @@ class ResidualFingerprint(fzoo.FeatureExtractor):
             "or x - median3(x) ('median3').",
         )
         bins: int = Field(
-            64, ge=4, description="Number of radial bands of the pooled power spectrum (>= 4)."
+            64, ge=4, le=4096, description="Radial bands of the pooled power spectrum (4..4096)."
         )
         max_lag: int = Field(
-            16, ge=1, description="Autocorrelation lags 1..max_lag along rows and along columns."
+            16, ge=1, le=1024, description="Autocorrelation lags 1..max_lag along rows and columns."
         )
 
     params: Params

@@ -69,20 +69,24 @@ class DiffusersPipeline(fzoo.Generator):
         weights: str = Field(description="diffusers pipeline: hub id or folder (model_index.json)")
         prompt: str = Field("a photo", description="prompt for text-to-image pipelines")
         negative_prompt: str | None = Field(None, description="negative prompt, where accepted")
-        steps: int = Field(25, ge=1, description="num_inference_steps")
+        steps: int = Field(25, ge=1, le=1000, description="num_inference_steps")
         guidance_scale: float | None = Field(
-            None, description="classifier-free guidance scale (None: the pipeline's default)"
+            None,
+            ge=0,
+            le=100,
+            description="classifier-free guidance scale (None: the pipeline's default)",
         )
         size: int | None = Field(
             None,
             ge=8,
+            le=8192,
             description="height = width in pixels, a multiple of 8 (None: the pipeline's "
             "default; ignored by pipelines that take no height/width)",
         )
         dtype: Literal["float32", "float16", "bfloat16"] = Field(
             "float32", description="torch dtype of the pipeline's weights"
         )
-        batch_size: int = Field(4, ge=1, description="images per pipeline call")
+        batch_size: int = Field(4, ge=1, le=1024, description="images per pipeline call")
         device: str = Field("cpu", description="torch device")
         safety_checker: bool = Field(
             False, description="keep the pipeline's safety checker (it blacks out images)"

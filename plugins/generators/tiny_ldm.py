@@ -185,7 +185,9 @@ class TinyLDM(fzoo.Generator):
             description="diffusers AutoencoderKL folder or hub id; must be the VAE the weights "
             "were trained on (default: the bundled fzoo-tiny-vae)",
         )
-        size: int = Field(64, ge=8, description="side of generated images, a multiple of 8")
+        size: int = Field(
+            64, ge=8, le=4096, description="side of generated images, a multiple of 8"
+        )
         steps: int = Field(25, ge=1, le=1000, description="DDIM sampling steps")
         eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic DDIM)")
         strength: float = Field(
@@ -195,7 +197,7 @@ class TinyLDM(fzoo.Generator):
             description="img2img strength: 0 = VAE round trip, 1 = every step from the noised "
             "image; int(strength * steps) steps are run",
         )
-        batch_size: int = Field(8, ge=1, description="images per forward pass")
+        batch_size: int = Field(8, ge=1, le=1024, description="images per forward pass")
         device: str = Field("cpu", description="torch device")
 
         @field_validator("size")

@@ -40,7 +40,10 @@ class GaussianBlur(fzoo.Perturbation):
 
     class Params(fzoo.Params):
         sigma: float = Field(
-            1.0, ge=0, description="Standard deviation in pixels (kernel radius ceil(3 sigma))."
+            1.0,
+            ge=0,
+            le=100,
+            description="Standard deviation in pixels (kernel radius ceil(3 sigma)).",
         )
 
     params: Params

@@ -31,7 +31,10 @@ class Crop(fzoo.Perturbation):
 
     class Params(fzoo.Params):
         size: int | None = Field(
-            224, ge=1, description="Side of a square crop in pixels (None when fraction is used)."
+            224,
+            ge=1,
+            le=65_536,
+            description="Side of a square crop in pixels (None when fraction is used).",
         )
         fraction: float | None = Field(
             None,

@@ -26,7 +26,7 @@ class GaussianNoise(fzoo.Perturbation):
 
     class Params(fzoo.Params):
         sigma: float = Field(
-            2.0, ge=0, description="Noise standard deviation in 8-bit grey levels (0..255 scale)."
+            2.0, ge=0, le=255, description="Noise standard deviation in 8-bit grey levels (0..255)."
         )
 
     params: Params

@@ -43,7 +43,9 @@ class Resize(fzoo.Perturbation):
     version = "1"
 
     class Params(fzoo.Params):
-        scale: float = Field(0.5, gt=0, description="Scale factor applied to both sides (> 0).")
+        scale: float = Field(
+            0.5, gt=0, le=16, description="Scale factor applied to both sides (0 < scale <= 16)."
+        )
         interpolation: Literal["bilinear", "bicubic", "lanczos", "nearest"] = Field(
             "bilinear", description="Pillow resampling filter."
         )

@@ -136,10 +136,14 @@ class DIRE(fzoo.FeatureExtractor):
         scaling_factor: float | None = Field(
             None,
             gt=0,
+            le=1e6,
             description="Latent scaling; default fzoo.json beside unet/, else the VAE config's.",
         )
         shift_factor: float | None = Field(
-            None, description="Latent shift; default fzoo.json beside unet/, else the VAE config's."
+            None,
+            ge=-1e6,
+            le=1e6,
+            description="Latent shift; default fzoo.json beside unet/, else the VAE config's.",
         )
         clip_x0: bool | None = Field(
             None,

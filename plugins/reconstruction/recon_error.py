@@ -147,7 +147,7 @@ class ReconError(fzoo.FeatureExtractor):
             ),
         )
         iterations: int = Field(
-            1, ge=1, description="Round trips before comparing with x (AEROBLADE uses 1)."
+            1, ge=1, le=100, description="Round trips before comparing with x (AEROBLADE uses 1)."
         )
         distance: Literal["l1", "l2"] = Field(
             "l1", description="Per-pixel distance, averaged over RGB: l1 |d| or l2 d^2."

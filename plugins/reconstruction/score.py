@@ -34,9 +34,17 @@ class FeatureScore(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        column: int = Field(-1, description="feature column used as the score (Python index)")
+        column: int = Field(
+            -1,
+            ge=-100_000,
+            le=100_000,
+            description="feature column used as the score (Python index)",
+        )
         temperature: float = Field(
-            0.25, gt=0, description="probability = sigmoid(z / temperature), z in training stds"
+            0.25,
+            gt=0,
+            le=1e6,
+            description="probability = sigmoid(z / temperature), z in training stds",
         )
 
     params: Params

@@ -95,9 +95,9 @@ class _RoundTrip(fzoo.Launderer):
         weights: str
         subfolder: str | None = None
         dtype: Dtype = "float32"
-        iterations: int = 1
+        iterations: int = Field(1, ge=1, le=100)
         multiple_mode: MultipleMode = "crop"
-        batch_size: int | None = None
+        batch_size: int | None = Field(None, ge=1, le=4096)
         device: str = "auto"
 
     params: Params
@@ -301,18 +301,24 @@ class SDVAELaunderer(_RoundTrip):
         sample: bool = Field(
             False, description="Sample the latent posterior instead of taking its mode."
         )
-        seed: int = Field(0, description="Seed of the per-image latent noise when sample=true.")
+        seed: int = Field(
+            0,
+            ge=0,
+            le=2**32 - 1,
+            description="Seed of the per-image latent noise when sample=true.",
+        )
         dtype: Dtype = Field("float32", description=_DTYPE_HELP)
-        iterations: int = Field(1, ge=1, description="Number of repeated round trips.")
+        iterations: int = Field(1, ge=1, le=100, description="Number of repeated round trips.")
         multiple_mode: MultipleMode = Field("crop", description=_MULTIPLE_HELP)
         tile_size: int | None = Field(
             None,
             ge=64,
+            le=16_384,
             multiple_of=32,
             description="Tile images with a side larger than this (pixels, multiple of 32) with "
             "diffusers' overlapped VAE tiling; null: never tile.",
         )
-        batch_size: int | None = Field(None, ge=1, description=_BATCH_HELP)
+        batch_size: int | None = Field(None, ge=1, le=4096, description=_BATCH_HELP)
         device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda:0'...")
 
     params: Params  # type: ignore[assignment]
@@ -471,9 +477,9 @@ class TAESDLaunderer(_RoundTrip):
             "to pick {variant}_encoder.pth in a folder holding several.",
         )
         dtype: Dtype = Field("float32", description=_DTYPE_HELP)
-        iterations: int = Field(1, ge=1, description="Number of repeated round trips.")
+        iterations: int = Field(1, ge=1, le=100, description="Number of repeated round trips.")
         multiple_mode: MultipleMode = Field("crop", description=_MULTIPLE_HELP)
-        batch_size: int | None = Field(None, ge=1, description=_BATCH_HELP)
+        batch_size: int | None = Field(None, ge=1, le=4096, description=_BATCH_HELP)
         device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda:0'...")
 
     params: Params  # type: ignore[assignment]

@@ -23,11 +23,16 @@ class RandomForestClassifier(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        n_estimators: int = Field(200, ge=1, description="Number of trees.")
+        n_estimators: int = Field(200, ge=1, le=100_000, description="Number of trees.")
         max_depth: int | None = Field(
-            None, ge=1, description="Maximum tree depth; null grows trees until leaves are pure."
+            None,
+            ge=1,
+            le=10_000,
+            description="Maximum tree depth; null grows trees until leaves are pure.",
         )
-        random_state: int = Field(0, description="Seed of the bootstrap and feature sampling.")
+        random_state: int = Field(
+            0, ge=0, le=2**32 - 1, description="Seed of the bootstrap and feature sampling."
+        )
         standardize: bool = Field(True, description=STANDARDIZE_DESCRIPTION)
 
     params: Params
@@ -52,10 +57,13 @@ class GradientBoostingClassifier(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        max_iter: int = Field(200, ge=1, description="Number of boosting iterations.")
-        learning_rate: float = Field(0.1, gt=0, description="Shrinkage of each tree.")
+        max_iter: int = Field(200, ge=1, le=100_000, description="Number of boosting iterations.")
+        learning_rate: float = Field(0.1, gt=0, le=100, description="Shrinkage of each tree.")
         random_state: int = Field(
-            0, description="Seed of the early-stopping split (used above 10000 samples)."
+            0,
+            ge=0,
+            le=2**32 - 1,
+            description="Seed of the early-stopping split (used above 10000 samples).",
         )
         standardize: bool = Field(True, description=STANDARDIZE_DESCRIPTION)
 

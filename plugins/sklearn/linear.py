@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -34,8 +34,10 @@ class LogisticRegressionClassifier(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        C: float = Field(1.0, gt=0, description="Inverse L2 regularisation strength.")
-        max_iter: int = Field(1000, ge=1, description="Maximum number of lbfgs iterations.")
+        C: float = Field(1.0, gt=0, le=1e12, description="Inverse L2 regularisation strength.")
+        max_iter: int = Field(
+            1000, ge=1, le=10**7, description="Maximum number of lbfgs iterations."
+        )
         class_weight: Literal["balanced"] | None = Field(
             "balanced",
             description="'balanced' weights classes inversely to their frequency; null: equal.",
@@ -127,11 +129,13 @@ class SVMClassifier(fzoo.Classifier):
 
     class Params(fzoo.Params):
         kernel: Literal["rbf", "linear"] = Field("rbf", description="Kernel function.")
-        C: float = Field(1.0, gt=0, description="Inverse regularisation strength.")
-        gamma: Literal["scale", "auto"] | float = Field(
+        C: float = Field(1.0, gt=0, le=1e12, description="Inverse regularisation strength.")
+        gamma: Literal["scale", "auto"] | Annotated[float, Field(gt=0, le=1e12)] = Field(
             "scale", description="RBF kernel width: 'scale', 'auto' or a positive number."
         )
-        random_state: int = Field(0, description="Seed of the Platt-scaling CV folds.")
+        random_state: int = Field(
+            0, ge=0, le=2**32 - 1, description="Seed of the Platt-scaling CV folds."
+        )
         standardize: bool = Field(True, description=STANDARDIZE_DESCRIPTION)
 
     params: Params

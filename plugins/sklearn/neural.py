@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from sklearn import neural_network
@@ -23,12 +23,17 @@ class MLPClassifier(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        hidden_layer_sizes: tuple[int, ...] = Field(
-            (128,), min_length=1, description="Width of each hidden layer, e.g. [128] or [256, 64]."
+        hidden_layer_sizes: tuple[Annotated[int, Field(ge=1, le=100_000)], ...] = Field(
+            (128,),
+            min_length=1,
+            max_length=100,
+            description="Width of each hidden layer, e.g. [128] or [256, 64].",
         )
-        alpha: float = Field(1e-4, ge=0, description="L2 penalty of the weights.")
-        max_iter: int = Field(500, ge=1, description="Maximum number of training epochs.")
-        random_state: int = Field(0, description="Seed of weight initialisation and shuffling.")
+        alpha: float = Field(1e-4, ge=0, le=1e6, description="L2 penalty of the weights.")
+        max_iter: int = Field(500, ge=1, le=10**6, description="Maximum number of training epochs.")
+        random_state: int = Field(
+            0, ge=0, le=2**32 - 1, description="Seed of weight initialisation and shuffling."
+        )
         standardize: bool = Field(True, description=STANDARDIZE_DESCRIPTION)
 
     params: Params

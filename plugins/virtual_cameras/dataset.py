@@ -83,22 +83,29 @@ class VirtualCameras(fzoo.Dataset):
             None, description="colour photos of sample-photos to use (default all available)"
         )
         downscale: float = Field(
-            2.0, ge=2.0, description="Lanczos downscaling of each photo before the cameras (>= 2)"
+            2.0,
+            ge=2.0,
+            le=64,
+            description="Lanczos downscaling of each photo before the cameras (2..64)",
         )
         scene_size: int | None = Field(
             128,
             ge=2 * MARGIN,
+            le=8192,
             description="side of the square scene tiles cut from each downscaled photo "
             "(null: the whole photo, cropped to a multiple of 16)",
         )
         tiles_per_photo: int | None = Field(
             6,
             ge=1,
+            le=100_000,
             description="at most this many tiles per photo, chosen by seed (null: all; the big "
             "retina and hubble photos would otherwise dominate)",
         )
         label: str = Field("pristine", description="label given to every record")
-        seed: int = Field(0, description="seed of the tile choice and of every render")
+        seed: int = Field(
+            0, ge=0, le=2**32 - 1, description="seed of the tile choice and of every render"
+        )
 
     params: Params
 
