@@ -53,14 +53,12 @@ def _mandelli_detectors() -> list[type[PublishedDetector]]:
         if exc.name == module_name:
             return []
         raise
-    found = [
-        obj
-        for _, obj in inspect.getmembers(module, inspect.isclass)
-        if issubclass(obj, PublishedDetector)
-        and obj.__module__ == module_name
-        and obj.name
-        and obj is not PublishedDetector
-    ]
+    found: list[type[PublishedDetector]] = []
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if issubclass(obj, PublishedDetector) and obj.__module__ == module_name:
+            detector: type[PublishedDetector] = obj
+            if detector.name:
+                found.append(detector)
     return sorted(found, key=lambda c: c.name)
 
 

@@ -320,7 +320,7 @@ class PublishedDetector(fzoo.FeatureExtractor):
                     f"loaded checkpoint {path.name} (sha256 {sha256_file(path)}) "
                     f"on {self.params.device}, {self.params.dtype}"
                 )
-            return self._net  # type: ignore[no-any-return]
+            return self._net
 
     # ------------------------------------------------------------------ protocol
     def smallest_side(self) -> int:

@@ -3,7 +3,7 @@ for now" (the "CNNSpot" ResNet-50 trained on ProGAN images with blur/JPEG augmen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -64,7 +64,7 @@ class CNNDetection(PublishedDetector):
             batch = center_crop(batch, self.params.crop)
         return super().prepare(batch)
 
-    def _features(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, net: Any, x: torch.Tensor) -> torch.Tensor:
         import torch
 
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
@@ -72,7 +72,8 @@ class CNNDetection(PublishedDetector):
         return torch.flatten(net.avgpool(x), 1)
 
     def score_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net.fc(self._features(net, x))[:, 0]  # type: ignore[no-any-return]
+        fc: Any = net.fc
+        return fc(self._features(net, x))[:, 0]
 
     def embed_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return self._features(net, x)

@@ -3,7 +3,7 @@ ICASSP 2023 "latent" weights of the same network)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fzoo.plugins.published._checkpoint import PublishedDetector
 
@@ -61,7 +61,7 @@ class Grag2021(PublishedDetector):
         net.maxpool.stride = 1
         return net
 
-    def _feature_map(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _feature_map(self, net: Any, x: torch.Tensor) -> torch.Tensor:
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             x = getattr(net, name)(x)
         return x
@@ -70,7 +70,8 @@ class Grag2021(PublishedDetector):
         import torch
 
         f = self._feature_map(net, x)  # [B, 2048, h, w]
-        logit_map = torch.einsum("bchw,oc->bohw", f, net.fc.weight) + net.fc.bias.view(1, -1, 1, 1)
+        fc: Any = net.fc
+        logit_map = torch.einsum("bchw,oc->bohw", f, fc.weight) + fc.bias.view(1, -1, 1, 1)
         return logit_map[:, 0].mean(dim=(-2, -1))
 
     def embed_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _build_npr_resnet() -> Any:
             return torch.flatten(self.avgpool(y), 1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc1(self.features(x))  # type: ignore[no-any-return]
+            return self.fc1(self.features(x))
 
     return NPRResNet()
 
@@ -82,7 +82,7 @@ class NPR(PublishedDetector):
     min_size = 2
 
     def build_network(self) -> torch.nn.Module:
-        return _build_npr_resnet()  # type: ignore[no-any-return]
+        return _build_npr_resnet()
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         h, w = int(batch.shape[-2]), int(batch.shape[-1])
@@ -95,7 +95,7 @@ class NPR(PublishedDetector):
         return super().prepare(batch)
 
     def score_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net(x)[:, 0]  # type: ignore[no-any-return]
+        return net(x)[:, 0]
 
     def embed_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net.features(x)  # type: ignore[no-any-return,operator]
+        return net.features(x)  # type: ignore[operator]

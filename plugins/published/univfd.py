@@ -42,10 +42,10 @@ def _build_univfd(backbone_dir: Path) -> Any:
 
         def features(self, x: torch.Tensor) -> torch.Tensor:
             # CLIP's encode_image: projection of the layer-normed class token
-            return self.clip(pixel_values=x).image_embeds  # type: ignore[no-any-return]
+            return self.clip(pixel_values=x).image_embeds
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.fc(self.features(x))  # type: ignore[no-any-return]
+            return self.fc(self.features(x))
 
     return UnivFDNet()
 
@@ -107,19 +107,19 @@ class UnivFD(PublishedDetector):
         return hashes
 
     def build_network(self) -> torch.nn.Module:
-        return _build_univfd(self.backbone_path())  # type: ignore[no-any-return]
+        return _build_univfd(self.backbone_path())
 
     def load_weights(self, net: torch.nn.Module, path: Path) -> None:
         state = load_state_dict(
             path, detector=self.name, keys=self.checkpoint_keys, url=self.weights_url
         )
-        load_into(net.fc, state, detector=self.name, path=path)  # type: ignore[arg-type]
+        load_into(net.fc, state, detector=self.name, path=path)
 
     def prepare(self, batch: torch.Tensor) -> torch.Tensor:
         return normalize(center_crop(batch, CROP), CLIP_MEAN, CLIP_STD)
 
     def score_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net(x)[:, 0]  # type: ignore[no-any-return]
+        return net(x)[:, 0]
 
     def embed_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return net.features(x)  # type: ignore[no-any-return,operator]
+        return net.features(x)  # type: ignore[operator]
