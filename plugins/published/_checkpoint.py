@@ -256,8 +256,12 @@ class PublishedDetector(fzoo.FeatureExtractor):
             description="score: one column, the published decision statistic (> 0 = synthetic); "
             "embedding: the penultimate features",
         )
-        batch_size: int = Field(16, ge=1, description="images per forward pass")
-        device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, auto")
+        batch_size: int = Field(16, ge=1, le=4096, description="images per forward pass")
+        device: str = Field(
+            "cpu",
+            pattern=r"^(cpu|auto|mps|cuda(:[0-9]{1,2})?)$",
+            description="torch device: cpu, cuda, cuda:1, mps, auto",
+        )
         dtype: Literal["float32", "bfloat16"] = Field(
             "float32", description="compute dtype of the network"
         )

@@ -46,7 +46,10 @@ class CNNDetection(PublishedDetector):
 
     class Params(PublishedDetector.Params):
         crop: int | None = Field(
-            None, ge=1, description="centre crop size before the network (None: whole image)"
+            None,
+            ge=1,
+            le=8192,
+            description="centre crop size before the network (None: whole image)",
         )
 
     params: Params

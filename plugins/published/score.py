@@ -34,7 +34,9 @@ class PublishedScore(fzoo.Classifier):
     version = "1"
 
     class Params(fzoo.Params):
-        column: int = Field(0, description="feature column holding the detector's score")
+        column: int = Field(
+            0, ge=-4096, le=4096, description="feature column holding the detector's score"
+        )
 
     params: Params
 
