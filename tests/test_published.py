@@ -311,6 +311,13 @@ def test_missing_weights_fail_fast_with_url_and_param_line(tmp_path) -> None:
         text = str(err.value)
         assert "blur_jpg_prob0.5.pth" in text and "github.com/PeterWang512/CNNDetection" in text
         assert "--param weights=" in text and "params: {weights:" in text
+    for variant in ("Grag2021_latent", "Grag2021_progan"):  # the layout of the GRIP weights zip
+        (tmp_path / "zip" / variant).mkdir(parents=True)
+        (tmp_path / "zip" / variant / "model_epoch_best.pth").write_bytes(b"")
+    with pytest.raises(fzoo.WeightsNotFoundError, match="holds 2 files .* say which one"):
+        Grag2021(weights=str(tmp_path / "zip")).weight_hashes()
+    found = Grag2021(weights=str(tmp_path / "zip" / "Grag2021_latent")).checkpoint_path()
+    assert found == tmp_path / "zip" / "Grag2021_latent" / "model_epoch_best.pth"
     (tmp_path / "empty").mkdir()
     with pytest.raises(fzoo.WeightsNotFoundError, match="holds no file named 'NPR.pth'"):
         NPR(weights=str(tmp_path / "empty")).weight_hashes()

@@ -102,8 +102,15 @@ def resolve_checkpoint(weights: str, *, detector: str, filename: str, url: str) 
     if direct.is_file():
         return direct
     found = sorted(p for p in path.rglob(filename) if p.is_file())
-    if found:
+    if len(found) == 1:
         return found[0]
+    if len(found) > 1:
+        listing = ", ".join(str(p.relative_to(path)) for p in found[:6])
+        raise WeightsNotFoundError(
+            f"{detector}: the folder {str(path)!r} holds {len(found)} files named {filename!r} "
+            f"({listing}); say which one: --param weights={found[0]} (YAML: params: "
+            f"{{weights: {found[0]}}})"
+        )
     raise WeightsNotFoundError(
         _missing_message(
             weights,
