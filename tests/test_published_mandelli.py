@@ -134,6 +134,23 @@ def test_one_patch_score_is_the_class1_logit(reference):
     )
 
 
+def test_fzoo_detect_detector_prints_the_published_score(reference, tmp_path, capsys):
+    from fzoo.cli import main
+
+    net, path = reference
+    crop = crops96()[0]
+    probe = tmp_path / "probe.png"
+    Image.fromarray(crop).save(probe)
+    capsys.readouterr()
+    args = ["--param", "patches=1", "--param", "top_m=1", "--param", "min_size=0"]
+    cmd = ["detect", "--detector", "mandelli2024-laundered", "--param", f"weights={path}"]
+    assert main([*cmd, *args, "--json", str(probe)]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    expected = reference_logits(net, [crop])[0, 1].item()
+    np.testing.assert_allclose(row["score"], expected, rtol=1e-4)
+    assert row["predicted"] == ("laundered" if expected > 0 else "fully-synthetic")
+
+
 def test_top_m_mean_of_random_crops_matches_a_hand_computation(reference):
     """Several patches: the same crops (Python random seeded with 21, three draws per
     albumentations RandomCrop call) through the reference, sorted, mean of the top m."""

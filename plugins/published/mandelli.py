@@ -577,6 +577,7 @@ class Mandelli2024Synthetic(MandelliDetector):
     name = "mandelli2024-synthetic"
     description = "Mandelli et al. WIFS 2024 real-vs-synthetic EfficientNet-B4, 800 patches"
     weights_filename = "synth_vs_real.pth"
+    labels: ClassVar[tuple[str, str]] = ("real", "synthetic")
     weights_url = (
         "https://github.com/polimi-ispl/synthetic-image-detection (README: "
         "https://www.dropbox.com/scl/fi/na1nff3ehp4kz98n1vtdj/synth_vs_real.pth"
@@ -597,6 +598,7 @@ class Mandelli2024Laundered(MandelliDetector):
     name = "mandelli2024-laundered"
     description = "Mandelli et al. WIFS 2024 fully-synthetic-vs-laundered EfficientNet-B4"
     weights_filename = "fully-synth_vs_laundered.pth"
+    labels: ClassVar[tuple[str, str]] = ("fully-synthetic", "laundered")
     weights_url = (
         "https://github.com/polimi-ispl/synthetic-image-detection (README: "
         "https://www.dropbox.com/scl/fi/bzg6e6bgqmetfbokb2ve5/fully-synth_vs_laundered.pth"
