@@ -1,8 +1,15 @@
-"""Writing a run's results: results.csv, results.json, predictions.csv and report.md."""
+"""Writing a run's results: results.csv, results.json, predictions.csv and report.md.
+
+File names are bytes and may hold anything but ``/`` and NUL: every string of the results
+(paths, item ids, reasons, notes) is written in the escaped form of :func:`fzoo.names.escape` in
+every report file alike (a byte that is not UTF-8 as ``\\xff``, a newline as ``\\n``, a
+backslash doubled), so no name makes writing fail or forges a line or a table row.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -11,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from fzoo.fsutil import atomic_write_text
 from fzoo.metrics import METRIC_NAMES
+from fzoo.names import escape
 
 if TYPE_CHECKING:
     from fzoo.experiment import RunResult
@@ -61,11 +69,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _cell(value: Any) -> str:
+    """A Markdown table cell: a ``|`` escaped (the text is escaped by :func:`write_report`)."""
+    return _fmt(value).replace("|", "\\|")
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A GitHub-flavoured Markdown table of ``columns``."""
     head = "| " + " | ".join(columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    body = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 
@@ -106,7 +119,10 @@ def render_markdown(result: RunResult) -> str:
             if d["task"] != task or d["condition"] != "clean":
                 continue
             labels = d["labels"]
-            lines += [f"Confusion (pipeline `{d['pipeline']}`{_cell(d)}, clean; rows = true):", ""]
+            lines += [
+                f"Confusion (pipeline `{d['pipeline']}`{_cell_of(d)}, clean; rows = true):",
+                "",
+            ]
             cm_rows = [
                 {"true": lab, **{p: n for p, n in zip(labels, row, strict=True)}}
                 for lab, row in zip(labels, d["confusion"], strict=True)
@@ -152,13 +168,46 @@ def render_markdown(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def _cell(d: dict[str, Any]) -> str:
+def _cell_of(d: dict[str, Any]) -> str:
     return f", cell {d['cell']}" if d.get("cell") else ""
 
 
+def _escaped(obj: Any) -> Any:
+    """``obj`` with every string (dictionary keys too) in the form of :func:`escape`."""
+    if isinstance(obj, str):
+        return escape(obj)
+    if isinstance(obj, dict):
+        return {_escaped(k): _escaped(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_escaped(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_escaped(v) for v in obj)
+    return obj
+
+
+def escaped_result(result: RunResult) -> RunResult:
+    """A copy of ``result`` whose strings are all escaped (the config is kept as written)."""
+    return dataclasses.replace(
+        result,
+        rows=_escaped(result.rows),
+        details=_escaped(result.details),
+        predictions=_escaped(result.predictions),
+        meta=_escaped(result.meta),
+        skipped=_escaped(result.skipped),
+        notes=_escaped(result.notes),
+        errors=_escaped(result.errors),
+        gallery=_escaped(result.gallery),
+        headline=_escaped(result.headline),
+    )
+
+
 def write_report(result: RunResult, out_dir: Path) -> list[Path]:
-    """Write every report file into ``out_dir``; returns their paths."""
+    """Write every report file into ``out_dir``; returns their paths.
+
+    Every string is written escaped (see the module docstring), the same in every file.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    result = escaped_result(result)
     payload = {
         "meta": result.meta,
         "rows": result.rows,
