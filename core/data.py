@@ -22,6 +22,10 @@ from fzoo.components import stable_hash as _hash
 from fzoo.config import DataSpec, SplitSpec, resolve_component
 from fzoo.images import ImageError, decode_bytes, load_image, quantize, to_array, to_tensor
 
+#: ``Record.meta`` key of a record that stands for something a dataset could not read (a folder
+#: without permission): its value is the reason; the runner reports the record and skips it
+UNREADABLE = "fzoo:unreadable"
+
 
 @dataclass(frozen=True)
 class ComponentRef:
@@ -264,6 +268,9 @@ def load_items(
     if progress is not None:
         records = progress(records, "decoding", None)
     for record in records:
+        if UNREADABLE in record.meta:
+            skipped.append(Skipped(record.display, record.label, str(record.meta[UNREADABLE])))
+            continue
         if spec.limit_per_class is not None and per_class[record.label] >= spec.limit_per_class:
             continue
         try:

@@ -5,6 +5,19 @@ Conversions that a forensic analyst must know about (grayscale replicated, alpha
 palette expanded, CMYK converted, 16-bit scaled) are listed in :attr:`DecodedImage.notes`. A file
 that cannot be decoded raises :class:`ImageError` with the reason; the runner reports it and skips
 the file. EXIF orientation is recorded but never applied: the pixels stay in sensor order.
+
+Limits, all checked before the work they protect (so a hostile file costs neither time nor
+memory):
+
+* only regular files are opened (``os.stat`` first, symlinks resolved): a FIFO, a device such as
+  ``/dev/zero``, a socket or a folder is refused without being opened, so nothing blocks;
+* ``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`, environment ``FZOO_MAX_IMAGE_BYTES``): a larger
+  file (a huge sparse ``.png`` too) is refused from its size, before reading;
+* ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`; ``data.max_pixels`` in an experiment):
+  width x height from the header;
+* ``max_decoded_bytes`` (default :data:`DEFAULT_MAX_DECODED_BYTES`, environment
+  ``FZOO_MAX_DECODED_BYTES``): width x height x channels x bytes per sample from the header (a
+  9999 x 9999 16-bit RGBA PNG declares 800 MB), before decoding.
 """
 
 from __future__ import annotations
@@ -13,7 +26,10 @@ import hashlib
 import io
 import os
 import re
+import stat
+import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,6 +44,10 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".jp2"}
 )
 DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MAX_BYTES = 512 * 2**20
+DEFAULT_MAX_DECODED_BYTES = 512 * 2**20
+MAX_BYTES_ENV = "FZOO_MAX_IMAGE_BYTES"
+MAX_DECODED_BYTES_ENV = "FZOO_MAX_DECODED_BYTES"
 
 
 class ImageError(Exception):
@@ -54,6 +74,133 @@ class DecodedImage:
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def _env_limit(name: str, default: int) -> int:
+    """A positive integer limit from the environment variable ``name`` (else ``default``)."""
+    text = os.environ.get(name, "").strip().replace("_", "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        warnings.warn(
+            f"{name}={os.environ[name]!r} is not a positive integer; using {default}", stacklevel=3
+        )
+        return default
+    return value
+
+
+def max_bytes_limit() -> int:
+    """The byte-size cap on an image file: ``FZOO_MAX_IMAGE_BYTES`` or :data:`DEFAULT_MAX_BYTES`."""
+    return _env_limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES)
+
+
+def max_decoded_bytes_limit() -> int:
+    """The cap on a decoded image: ``FZOO_MAX_DECODED_BYTES`` or the default."""
+    return _env_limit(MAX_DECODED_BYTES_ENV, DEFAULT_MAX_DECODED_BYTES)
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read as an image (None: a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+    return f"not a regular file ({kind}); not opened"
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return f"file is {size} bytes, over the limit of {max_bytes} bytes ({MAX_BYTES_ENV}); not read"
+
+
+def read_image_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
+    """The bytes of an image file, read only if it is a regular file of at most ``max_bytes``.
+
+    ``os.stat`` (which follows symlinks) comes first, so a FIFO, a device or a socket is never
+    opened; the file is then opened non-blocking and checked again with ``fstat`` (it may have
+    been replaced in between). Raises :class:`ImageError` with the reason.
+    """
+    name = str(path)
+    limit = max_bytes_limit() if max_bytes is None else max_bytes
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    why = _not_regular(st.st_mode)
+    if why is not None:
+        raise ImageError(name, why)
+    if st.st_size > limit:
+        raise ImageError(name, _too_big(st.st_size, limit))
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        why = _not_regular(st.st_mode)
+        if why is not None:
+            raise ImageError(name, why)
+        if st.st_size > limit:
+            raise ImageError(name, _too_big(st.st_size, limit))
+        chunks: list[bytes] = []
+        total = 0
+        while True:  # the file may grow while it is read: never read past the limit
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ImageError(name, _too_big(total, limit))
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour type -> samples per pixel (a palette is expanded to RGB)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _header_layout(raw: bytes, img: Image.Image) -> tuple[int, int, str]:
+    """``(channels, bytes per sample, description)`` that decoding ``img`` will produce."""
+    if raw[:8] == _PNG_SIGNATURE and raw[12:16] == b"IHDR" and len(raw) >= 26:
+        depth, colour = struct.unpack(">BB", raw[24:26])
+        if colour in _PNG_CHANNELS:
+            channels = _PNG_CHANNELS[colour]
+            return channels, 2 if depth == 16 else 1, f"{depth}-bit {img.mode}"
+    bands = len(img.getbands())
+    mode = img.mode
+    size = 4 if mode in ("I", "F") else 2 if mode.startswith("I;16") else 1
+    return bands, size, mode
+
+
+def _check_decoded_size(name: str, raw: bytes, img: Image.Image, max_decoded_bytes: int) -> None:
+    """Refuse, from the header, an image whose decoded pixels exceed ``max_decoded_bytes``."""
+    width, height = img.size
+    channels, sample, what = _header_layout(raw, img)
+    # decoding always yields RGB: grayscale and palettes are expanded to 3 channels
+    need = width * height * max(channels, 3) * sample
+    if need > max_decoded_bytes:
+        raise ImageError(
+            name,
+            f"{width}x{height} {what} decodes to {need} bytes, over the limit of "
+            f"{max_decoded_bytes} bytes ({MAX_DECODED_BYTES_ENV}); not decoded",
+        )
 
 
 def _hash_array(arr: np.ndarray) -> str:
@@ -113,11 +260,18 @@ def _to_rgb(img: Image.Image, notes: list[str]) -> np.ndarray:
 
 
 def decode_bytes(
-    raw: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS
+    raw: bytes,
+    name: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int | None = None,
 ) -> DecodedImage:
-    """Decode encoded image bytes exactly; raises :class:`ImageError` with a one-line reason."""
+    """Decode encoded image bytes exactly; raises :class:`ImageError` with a one-line reason.
+
+    ``max_decoded_bytes``: None means ``FZOO_MAX_DECODED_BYTES`` or the default.
+    """
     if len(raw) == 0:
         raise ImageError(name, "empty file (0 bytes)")
+    decoded_limit = max_decoded_bytes_limit() if max_decoded_bytes is None else max_decoded_bytes
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
@@ -131,6 +285,7 @@ def decode_bytes(
                     f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
                     " (possible decompression bomb)",
                 )
+            _check_decoded_size(name, raw, img, decoded_limit)
             fmt = img.format
             n_frames = int(getattr(img, "n_frames", 1))
             if n_frames > 1:
@@ -183,14 +338,22 @@ def decode_bytes(
     )
 
 
-def load_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Read and decode one image file exactly; raises :class:`ImageError` with the reason."""
-    name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
-    return decode_bytes(raw, name=name, max_pixels=max_pixels)
+def load_image(
+    path: str | os.PathLike[str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_bytes: int | None = None,
+    max_decoded_bytes: int | None = None,
+) -> DecodedImage:
+    """Read and decode one image file exactly; raises :class:`ImageError` with the reason.
+
+    Every limit of the module docstring is checked before the work it protects; None means the
+    environment variable or the default.
+    """
+    raw = read_image_bytes(path, max_bytes)
+    return decode_bytes(
+        raw, name=str(path), max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
+    )
 
 
 def hash_pixels(pixels: np.ndarray) -> str:
@@ -252,3 +415,38 @@ def write_png(path: str | os.PathLike[str], pixels: np.ndarray, overwrite: bool 
 def is_image_path(path: Path) -> bool:
     """True when the file extension is one fzoo treats as an image."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(root: Path, on_error: Callable[[Path, OSError], None]) -> list[Path]:
+    """Every entry under the folder ``root`` with an image extension that is not a folder, sorted.
+
+    Symlinks (dangling ones and loops too), FIFOs and devices are listed, so that reading them
+    reports each by name; sub-folders are entered, symlinked ones not. A folder that cannot be
+    listed (no permission, removed meanwhile) is passed to ``on_error`` once and skipped.
+    """
+    found: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            on_error(folder, exc)
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append(path)
+            elif is_image_path(path):
+                found.append(path)
+    return sorted(found)
+
+
+def folder_error(folder: Path, exc: OSError) -> str:
+    """The one-line reason a folder could not be listed."""
+    return f"cannot list folder: {exc.strerror or exc}; its images are skipped"

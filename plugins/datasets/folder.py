@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 import fzoo
+from fzoo.images import folder_error
 
 
 class FolderDataset(fzoo.Dataset):
@@ -28,6 +29,10 @@ class FolderDataset(fzoo.Dataset):
     such as Dresden or VISION, one folder per model): every record gets the label ``label``
     (default ``pristine``), its folder as ``camera``, and ``<camera>/<relative path>`` as source,
     since two cameras' ``IMG_0001.jpg`` are different photos.
+
+    A class folder or sub-folder that cannot be listed (no permission) is not an error: it comes
+    as one record whose ``meta`` holds :data:`fzoo.data.UNREADABLE` (the reason), which the runner
+    reports once by path and skips; the other folders are used.
     """
 
     name = "folder"
@@ -98,15 +103,21 @@ class FolderDataset(fzoo.Dataset):
             )
         return sorted(found.items())
 
-    def _files(self, folder: Path) -> list[str]:
-        """Relative POSIX paths of the image files under ``folder``, sorted."""
+    def _files(self, folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
+        """Relative POSIX paths of the image files under ``folder``, sorted, and the
+        ``(relative folder, reason)`` of each folder that could not be listed."""
         out: list[str] = []
+        unreadable: list[tuple[str, str]] = []
         visited: set[str] = {os.path.realpath(folder)}
         stack: list[tuple[Path, str]] = [(folder, "")]
         while stack:
             current, prefix = stack.pop()
-            with os.scandir(current) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            try:
+                with os.scandir(current) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                unreadable.append((prefix.rstrip("/"), folder_error(current, exc)))
+                continue
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
@@ -123,12 +134,21 @@ class FolderDataset(fzoo.Dataset):
                     stack.append((Path(entry.path), f"{rel}/"))
                 elif fzoo.is_image_path(Path(entry.name)):
                     out.append(rel)
-        return sorted(out)
+        return sorted(out), sorted(unreadable)
 
     def records(self) -> Iterator[fzoo.Record]:
+        from fzoo.data import UNREADABLE
+
         cameras = self.params.folders == "camera"
         for name, folder in self.class_folders():
-            for rel in self._files(folder):
+            files, unreadable = self._files(folder)
+            for rel, reason in unreadable:
+                path = folder / rel if rel else folder
+                label = self.params.label if cameras else name
+                yield fzoo.Record(
+                    label=label, source=f"{name}/{rel}", path=str(path), meta={UNREADABLE: reason}
+                )
+            for rel in files:
                 stem, _ = os.path.splitext(rel)
                 if cameras:
                     yield fzoo.Record(
