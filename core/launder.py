@@ -13,11 +13,17 @@ Safety and resumption:
   are skipped, which is what makes an interrupted run resumable: run the same command again;
 * ``OUT_DIR`` may be neither ``IN_DIR`` nor inside it, nor contain it, so inputs are never
   touched;
-* ``OUT_DIR/manifest.csv`` gets one row per output (columns :data:`COLUMNS`): rows are appended
-  per batch in one ``write`` + ``fsync`` after the batch's PNGs exist, so a kill loses at most
-  the rows of the batch in flight (its PNGs are then listed as ``unlisted`` by the next run);
-  rows whose output was deleted are dropped when a run starts, and a run refuses an
-  ``OUT_DIR`` whose manifest lists outputs of a different launderer fingerprint;
+* ``OUT_DIR/manifest.csv`` gets one row per output (columns :data:`COLUMNS`), appended (one
+  ``write`` + ``fsync``, cut back on failure) right after that PNG is in place, for every batch
+  size; a kill or a full disk between the two leaves a PNG without a row, which the next run
+  verifies (it decodes, its size fits its source) and lists, or reports; the next run also
+  removes stale ``.tmp-*`` files. Both happen only when no other run uses ``OUT_DIR`` (a shared
+  ``flock`` on the folder while a run lasts). Rows whose output was deleted are dropped when a
+  run starts, and a run refuses an ``OUT_DIR`` whose manifest lists outputs of a different
+  launderer fingerprint;
+* file names are bytes: the manifest keeps them exactly (UTF-8 with ``surrogateescape``, CSV
+  quoting for a newline), and every stderr line writes them escaped (:func:`fzoo.names.escape`);
+* a folder under ``IN_DIR`` that cannot be listed is reported once and skipped;
 * ``OUT_DIR/launderers.json`` maps each fingerprint to the launderer name and parameters.
 
 Decoding (one thread, a bounded look-ahead) and PNG writing (one thread) overlap with the
@@ -28,7 +34,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import math
@@ -43,7 +51,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fzoo.images import DecodedImage, ImageError, is_image_path, load_image, to_uint8
+from fzoo.images import (
+    DecodedImage,
+    ImageError,
+    folder_error,
+    list_images,
+    load_image,
+    to_uint8,
+)
+from fzoo.names import escape
 
 if TYPE_CHECKING:
     from fzoo.components import Launderer
@@ -81,6 +97,8 @@ class LaunderSummary:
     failed: list[dict[str, str]] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)
     stale_rows_dropped: int = 0
+    rows_recovered: int = 0
+    stale_temporaries_removed: int = 0
     wall_s: float = 0.0
 
     @property
@@ -104,6 +122,8 @@ class LaunderSummary:
             "psnr_db_min": round(float(np.min(finite)), 4) if finite else None,
             "identical": len(self.psnr) - len(finite),
             "stale_rows_dropped": self.stale_rows_dropped,
+            "rows_recovered": self.rows_recovered,
+            "stale_temporaries_removed": self.stale_temporaries_removed,
             "manifest": self.manifest,
             "wall_s": round(self.wall_s, 3),
             "images_per_s": round(self.written / self.wall_s, 4) if self.wall_s > 0 else None,
@@ -133,12 +153,13 @@ def check_dirs(
     return src, dst
 
 
-def plan(in_dir: Path) -> list[Job]:
-    """Every image under ``in_dir`` (sorted) with its output name; output names are unique."""
-    # symlinks too: a dangling link or a loop is then reported as unreadable, not dropped
-    sources = sorted(
-        p for p in in_dir.rglob("*") if (p.is_symlink() or p.is_file()) and is_image_path(p)
-    )
+def plan(in_dir: Path, on_folder_error: Callable[[Path, OSError], None] | None = None) -> list[Job]:
+    """Every image under ``in_dir`` (sorted) with its output name; output names are unique.
+
+    A folder that cannot be listed goes to ``on_folder_error`` (default: ignored).
+    """
+    # symlinks and FIFOs too: a dangling link, a loop or a pipe is then reported, not dropped
+    sources = list_images(in_dir, on_folder_error or (lambda folder, exc: None))
     by_target: dict[str, list[Path]] = collections.defaultdict(list)
     for p in sources:
         by_target[p.relative_to(in_dir).with_suffix(".png").as_posix()].append(p)
@@ -181,11 +202,21 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _append(path: Path, data: bytes) -> None:
-    """Append ``data`` with one ``write`` loop and ``fsync`` (whole rows, or nothing useful)."""
+    """Append ``data`` with one ``write`` loop and ``fsync``: whole rows, or none.
+
+    A failed write (a full disk) is cut back to the previous end, so no partial row stays in
+    the middle of the file for a later append to follow.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        _write_all(fd, data)
-        os.fsync(fd)
+        end = os.fstat(fd).st_size
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise
     finally:
         os.close(fd)
 
@@ -217,7 +248,8 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
         raw = raw[:cut]
     if not raw.strip():
         return []
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    # names that are not UTF-8 were written with surrogateescape: read them back identically
+    reader = csv.DictReader(io.StringIO(raw.decode("utf-8", "surrogateescape"), newline=""))
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise LaunderUsageError(
             f"{path} is not a fzoo launder manifest (columns {reader.fieldnames}); "
@@ -238,7 +270,7 @@ def _prepare_manifest(out_dir: Path, fingerprint: str, summary: LaunderSummary) 
             f"{', '.join(others)}; this run: {fingerprint}). Use another OUT_DIR, or delete those "
             "outputs to replace them."
         )
-    if len(live) != len(rows) or not path.exists():
+    if len(live) != len(rows) or not live:  # stale rows, or no header yet (a missing/empty file)
         summary.stale_rows_dropped = len(rows) - len(live)
         data = _csv_line([COLUMNS]) + _csv_line([[r[c] for c in COLUMNS] for r in live])
         _replace_text(path, data)
@@ -307,14 +339,137 @@ def write_png_new(path: Path, pixels_u8: np.ndarray) -> None:
 
 def psnr_db(reference: np.ndarray, output_u8: np.ndarray) -> float:
     """PSNR (dB, peak 1) of the 8-bit output against the source pixels on their overlap."""
-    h, w = output_u8.shape[:2]
+    h = min(reference.shape[0], output_u8.shape[0])
+    w = min(reference.shape[1], output_u8.shape[1])
     ref = reference[:h, :w].astype(np.float64)
-    mse = float(np.mean((ref - output_u8.astype(np.float64) / 255.0) ** 2))
+    mse = float(np.mean((ref - output_u8[:h, :w].astype(np.float64) / 255.0) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def _format_psnr(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.4f}"
+
+
+# --------------------------------------------------------------------------- resuming
+
+
+class _FolderLock:
+    """A ``flock`` on ``OUT_DIR`` itself: shared while a run lasts, exclusive while it tidies.
+
+    The kernel drops it when the process dies (kill -9 included), so it never goes stale.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+
+    def try_exclusive(self) -> bool:
+        """True when no other run holds ``OUT_DIR``; the lock is then exclusive until shared."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another run (EWOULDBLOCK), or no locks on this filesystem
+            return False
+        return True
+
+    def share(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _remove_stale_temporaries(out_dir: Path) -> int:
+    """Delete the ``.tmp-*`` files a killed run left in ``out_dir``; returns how many."""
+    removed = 0
+    for folder, _, files in os.walk(out_dir):
+        for name in files:
+            if name.startswith(".tmp-") and name.endswith((".png", ".csv", ".json")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+    return removed
+
+
+def _sides(side: int, multiple: int) -> set[int]:
+    """The output sides a launderer may give for a source side (kept, cropped or padded)."""
+    m = max(1, multiple)
+    return {side, (side // m) * m, -(-side // m) * m}
+
+
+def _verified_row(
+    job: Job, out_dir: Path, multiple: int, label: str, fingerprint: str
+) -> list[str]:
+    """The manifest row of an output PNG that has none; ``ValueError`` says why it cannot be
+    listed (it does not decode, or its size does not fit its source)."""
+    try:
+        out = load_image(out_dir / job.output)
+        src = load_image(job.source)
+    except ImageError as exc:
+        raise ValueError(exc.reason) from None
+    if out.format != "PNG" or out.mode != "RGB" or out.bit_depth != 8:
+        raise ValueError(f"it is a {out.format} {out.mode} image, not an 8-bit RGB PNG")
+    (sh, sw), (oh, ow) = src.shape, out.shape
+    if oh not in _sides(sh, multiple) or ow not in _sides(sw, multiple):
+        raise ValueError(f"its size {ow}x{oh} does not fit its source {sw}x{sh}")
+    value = psnr_db(src.pixels, to_uint8(out.pixels))
+    note = f"row added on resume: the PNG was verified (decodes, {ow}x{oh})"
+    return [
+        str(job.source),
+        job.output,
+        label,
+        fingerprint,
+        _format_psnr(value),
+        "; ".join([*src.notes, note]),
+    ]
+
+
+def _only_this_configuration(out_dir: Path, fingerprint: str) -> bool:
+    """True when ``launderers.json`` knows no other configuration than ``fingerprint``."""
+    try:
+        known = json.loads((out_dir / LAUNDERERS_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(known, dict) and set(known) == {fingerprint}
+
+
+def _reconcile(
+    jobs: Sequence[Job],
+    out_dir: Path,
+    listed: set[str],
+    multiple: int,
+    label: str,
+    fingerprint: str,
+    emit: Callable[[str], None],
+) -> int:
+    """Add the rows of outputs that a killed run wrote without one; returns how many.
+
+    Only outputs of this run's inputs are considered, and only when ``launderers.json`` names
+    this configuration alone (otherwise which one wrote a PNG cannot be told). Outputs that do
+    not verify are kept and reported; they are never overwritten.
+    """
+    candidates = [j for j in jobs if j.output not in listed and (out_dir / j.output).is_file()]
+    if not candidates:
+        return 0
+    if not _only_this_configuration(out_dir, fingerprint):
+        emit(
+            f"{len(candidates)} output(s) in {escape(str(out_dir))} have no manifest row and "
+            f"{LAUNDERERS_JSON} names other configurations: kept, not listed"
+        )
+        return 0
+    rows = []
+    for job in candidates:
+        try:
+            rows.append(_verified_row(job, out_dir, multiple, label, fingerprint))
+        except ValueError as exc:
+            emit(
+                f"kept {escape(job.output)}: it has no manifest row and "
+                f"{escape(str(exc))}; not listed"
+            )
+            continue
+        listed.add(job.output)
+    if rows:
+        _append(out_dir / MANIFEST, _csv_line(rows))
+    return len(rows)
 
 
 # --------------------------------------------------------------------------- the run
@@ -370,11 +525,53 @@ def launder_folder(
     start = time.perf_counter()
     fingerprint = launderer.fingerprint()  # resolves weights: fails fast when they are missing
     summary = LaunderSummary(str(src), str(dst), label, fingerprint)
-    jobs = plan(src)
+
+    def folder_skipped(folder: Path, exc: OSError) -> None:
+        reason = folder_error(folder, exc)
+        summary.unreadable.append({"path": str(folder), "reason": reason})
+        emit(f"skipped {escape(str(folder))}: {escape(reason)}")
+
+    jobs = plan(src, folder_skipped)
     summary.found = len(jobs)
     dst.mkdir(parents=True, exist_ok=True)
-    listed = _prepare_manifest(dst, fingerprint, summary)
-    _record_launderer(dst, label, launderer, fingerprint)
+    lock = _FolderLock(dst)
+    try:
+        return _run(launderer, src, dst, jobs, label, fingerprint, summary, lock, emit, start,
+                    batch_size=batch_size, progress=progress)  # fmt: skip
+    finally:
+        lock.close()
+
+
+def _run(
+    launderer: Launderer,
+    src: Path,
+    dst: Path,
+    jobs: list[Job],
+    label: str,
+    fingerprint: str,
+    summary: LaunderSummary,
+    lock: _FolderLock,
+    emit: Callable[[str], None],
+    start: float,
+    *,
+    batch_size: int,
+    progress: bool | None,
+) -> LaunderSummary:
+    alone = lock.try_exclusive()
+    try:
+        if alone:
+            summary.stale_temporaries_removed = _remove_stale_temporaries(dst)
+        listed = _prepare_manifest(dst, fingerprint, summary)
+        _record_launderer(dst, label, launderer, fingerprint)
+        if alone:
+            multiple = int(getattr(launderer, "multiple", 1) or 1)
+            summary.rows_recovered = _reconcile(
+                jobs, dst, listed, multiple, label, fingerprint, emit
+            )
+    finally:
+        lock.share()
+    if summary.rows_recovered:
+        emit(f"{summary.rows_recovered} output(s) without a manifest row verified and listed")
     pending: list[Job] = []
     for job in jobs:
         if (dst / job.output).exists():
@@ -385,7 +582,8 @@ def launder_folder(
             pending.append(job)
     if summary.skipped_existing:
         emit(
-            f"{summary.skipped_existing} output(s) already exist in {dst}: kept as they are "
+            f"{summary.skipped_existing} output(s) already exist in {escape(str(dst))}: kept "
+            "as they are "
             "(resuming)"
             + (
                 f"; {len(summary.unlisted_existing)} of them are not in the manifest"
@@ -407,31 +605,34 @@ def launder_folder(
     manifest = dst / MANIFEST
     batch_size = max(1, int(batch_size))
 
+    write_errors: list[OSError] = []
+
     def write_batch(items: list[tuple[Job, np.ndarray, np.ndarray, str]]) -> None:
-        rows: list[list[str]] = []
         for job, source_px, out_u8, notes in items:
+            if write_errors:  # the disk is full (say): the next run does the rest
+                return
             target = dst / job.output
             if target.parent.resolve().is_relative_to(src):  # a symlink in OUT_DIR into IN_DIR
-                summary.failed.append(
-                    {"path": str(job.source), "reason": f"{target.parent} leads into IN_DIR"}
-                )
-                emit(f"skipped {job.source}: {target.parent} leads into IN_DIR; not written")
+                reason = f"{target.parent} leads into IN_DIR"
+                summary.failed.append({"path": str(job.source), "reason": reason})
+                emit(f"skipped {escape(str(job.source))}: {escape(reason)}; not written")
                 continue
             try:
                 write_png_new(target, out_u8)
+                value = psnr_db(source_px, out_u8)
+                # the row right after its PNG: a kill between the two is reconciled on resume
+                row = [str(job.source), job.output, label, fingerprint, _format_psnr(value), notes]
+                _append(manifest, _csv_line([row]))
             except FileExistsError:
                 summary.skipped_existing += 1
                 summary.unlisted_existing.append(job.output)
-                emit(f"skipped {job.output}: appeared in OUT_DIR during the run; kept")
+                emit(f"skipped {escape(job.output)}: appeared in OUT_DIR during the run; kept")
                 continue
-            value = psnr_db(source_px, out_u8)
+            except OSError as exc:
+                write_errors.append(exc)
+                raise
             summary.psnr.append(value)
             summary.written += 1
-            rows.append(
-                [str(job.source), job.output, label, fingerprint, _format_psnr(value), notes]
-            )
-        if rows:
-            _append(manifest, _csv_line(rows))
 
     def run_batch(group: list[tuple[Job, DecodedImage]]) -> list[tuple[Job, np.ndarray, str]]:
         import torch
@@ -456,8 +657,9 @@ def launder_folder(
                     results += run_batch([one])
                 except ValueError as exc:
                     launderer.pop_notes()
-                    summary.failed.append({"path": str(one[0].source), "reason": str(exc)})
-                    emit(f"skipped {one[0].source}: {exc}")
+                    reason = str(exc).strip() or type(exc).__name__
+                    summary.failed.append({"path": str(one[0].source), "reason": reason})
+                    emit(f"skipped {escape(str(one[0].source))}: {escape(reason)}")
                     bar.update(1)
         sources = {id(job): img.pixels for job, img in group}
         items = [(job, sources[id(job)], to_uint8(px), notes) for job, px, notes in results]
@@ -477,7 +679,7 @@ def launder_folder(
             for job, img in _prefetch(pending, reader, ahead=2 * batch_size):
                 if isinstance(img, ImageError):
                     summary.unreadable.append({"path": str(job.source), "reason": img.reason})
-                    emit(f"skipped {job.source}: {img.reason}")
+                    emit(f"skipped {escape(str(job.source))}: {escape(img.reason)}")
                     bar.update(1)
                     continue
                 bucket = buckets.setdefault(img.shape, [])
