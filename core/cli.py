@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -417,24 +419,68 @@ def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def _expand_paths(paths: Sequence[str]) -> list[Path]:
-    from fzoo.images import is_image_path
+def _expand_paths(
+    paths: Sequence[str], on_folder_error: Callable[[Path, str], None] | None = None
+) -> list[Path]:
+    """Files given, and the images under folders given; an unlistable folder goes to
+    ``on_folder_error(folder, reason)`` once (default: a ``skipped`` line on stderr)."""
+    from fzoo.images import folder_error, list_images
+
+    def report(folder: Path, exc: OSError) -> None:
+        reason = folder_error(folder, exc)
+        if on_folder_error is not None:
+            on_folder_error(folder, reason)
+        else:
+            _skip_line(folder, reason)
 
     out: list[Path] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            # symlinks too (dangling ones and loops are then reported per file, not dropped)
-            out.extend(
-                sorted(
-                    q
-                    for q in path.rglob("*")
-                    if (q.is_symlink() or q.is_file()) and is_image_path(q)
-                )
-            )
+            out.extend(list_images(path, report))
         else:
             out.append(path)
     return out
+
+
+def _skip_line(path: str | Path, reason: str) -> None:
+    """One ``skipped PATH: REASON`` line on stderr; the path escaped so no name forges a line."""
+    from fzoo.names import escape
+
+    print(f"skipped {escape(str(path))}: {escape(reason)}", file=sys.stderr)
+
+
+def _unwritable(out: Path) -> str | None:
+    """Why ``out`` cannot be written (checked before any work), or None."""
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if out.is_dir():
+        return "is a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"folder {parent} is not writable"
+    return None
+
+
+def _check_features(row: Any, dim: int | None) -> Any:
+    """One image's features as a finite 1-D row; ``ValueError`` says what is wrong."""
+    import numpy as np
+
+    arr = np.asarray(row)
+    if arr.ndim != 2 or arr.shape[0] != 1:
+        raise ValueError(
+            f"returned features of shape {list(arr.shape)} for one image; features must be "
+            "2-D [N, D] (one row per image)"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"returned features of dtype {arr.dtype}; features must be real numbers")
+    if not np.isfinite(arr).all():
+        raise ValueError("returned non-finite features (NaN or inf)")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"returned {arr.shape[1]} features; earlier images gave {dim}")
+    return arr[0]
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -459,37 +505,52 @@ def cmd_extract(args: argparse.Namespace) -> int:
             f"fzoo extract: {out} exists; refusing to overwrite (use --overwrite)", file=sys.stderr
         )
         return EXIT_USAGE
-    feats, names, skipped = [], [], []
-    for path in _expand_paths(args.paths):
+    unwritable = _unwritable(out)
+    if unwritable:
+        print(f"fzoo extract: cannot write {out}: {unwritable}", file=sys.stderr)
+        return EXIT_ERROR
+    feats: list[Any] = []
+    names: list[str] = []
+    skipped: list[dict[str, str]] = []
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append({"path": str(path), "reason": reason})
+        _skip_line(path, reason)
+
+    for path in _expand_paths(args.paths, skip):
         try:
             img = load_image(path)
-            feats.append(np.asarray(extractor.extract(to_tensor(img.pixels)))[0])
+            row = extractor.extract(to_tensor(img.pixels))
+            feats.append(_check_features(row, len(feats[0]) if feats else None))
             names.append(str(path))
         except ImageError as exc:
-            skipped.append({"path": str(path), "reason": exc.reason})
-            print(f"skipped {path}: {exc.reason}", file=sys.stderr)
+            skip(path, exc.reason)
         except Exception as exc:  # the extractor cannot handle this image (too small, say)
-            reason = f"{extractor.name}: {exc}"
-            skipped.append({"path": str(path), "reason": reason})
-            print(f"skipped {path}: {reason}", file=sys.stderr)
+            skip(path, f"{extractor.name}: {str(exc).strip() or type(exc).__name__}")
     if not feats:
-        print("fzoo extract: no image could be read", file=sys.stderr)
-        return EXIT_ERROR
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    with open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            features=np.stack(feats).astype(np.float32),
-            paths=np.asarray(names),
-            extractor=np.asarray(extractor.name),
-            fingerprint=np.asarray(extractor.fingerprint()),
+        print(
+            f"fzoo extract: nothing written: no image gave features ({len(skipped)} skipped)",
+            file=sys.stderr,
         )
-    tmp.replace(out)
+        return EXIT_ERROR
+    from fzoo.fsutil import atomic_writer
+
+    try:
+        with atomic_writer(out) as fh:  # a temporary file, removed on any failure
+            np.savez(
+                fh,
+                features=np.stack(feats).astype(np.float32),
+                paths=np.asarray(names),
+                extractor=np.asarray(extractor.name),
+                fingerprint=np.asarray(extractor.fingerprint()),
+            )
+    except OSError as exc:
+        print(f"fzoo extract: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
     summary = {
         "out": str(out),
         "n": len(feats),
-        "dim": int(np.stack(feats).shape[1]),
+        "dim": len(feats[0]),
         "skipped": skipped,
     }
     if args.json:
@@ -502,7 +563,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     if getattr(args, "detector", None) is not None:
         return _detect_published(args)
-    from fzoo.images import ImageError, load_image, to_tensor
+    from fzoo.images import ImageError, load_image
     from fzoo.persist import UntrustedStateError
     from fzoo.pipeline import load_pipeline
 
@@ -512,28 +573,49 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"fzoo detect: {exc}", file=sys.stderr)
         return EXIT_USAGE
     status = EXIT_OK
-    for path in _expand_paths(args.paths):
+    failed: list[str] = []
+
+    def fail(path: Path, reason: str) -> None:
+        failed.append(str(path))
+        print(json.dumps({"path": str(path), "error": reason}), flush=True)
+
+    for path in _expand_paths(args.paths, fail):
         try:
             img = load_image(path)
         except ImageError as exc:
-            print(json.dumps({"path": str(path), "error": exc.reason}))
-            status = EXIT_ERROR
+            fail(path, exc.reason)
             continue
-        proba = pipe.predict_proba(to_tensor(img.pixels))[0]
-        probs = {c: round(float(p), 6) for c, p in zip(pipe.saved.classes, proba, strict=True)}
-        pred = max(probs, key=lambda c: probs[c])
-        if pipe.saved.positive is not None:
-            pos = probs.get(pipe.saved.positive, 0.0)
-            pred = (
-                pipe.saved.positive
-                if pos >= pipe.saved.threshold
-                else next(c for c in pipe.saved.classes if c != pipe.saved.positive)
-            )
-        record: dict[str, Any] = {"path": str(path), "predicted": pred, "probabilities": probs}
-        if img.notes:
-            record["notes"] = img.notes
-        print(json.dumps(record))
+        try:
+            record = _detect_one(pipe, path, img)
+        except Exception as exc:  # this image only (too small for a feature, say)
+            fail(path, f"cannot score: {type(exc).__name__}: {str(exc).strip()}")
+            continue
+        print(json.dumps(record), flush=True)
+    if failed:
+        status = EXIT_ERROR
     return status
+
+
+def _detect_one(pipe: Any, path: Path, img: Any) -> dict[str, Any]:
+    """The JSON record of one decoded image scored by a saved pipeline."""
+    from fzoo.images import to_tensor
+
+    proba = pipe.predict_proba(to_tensor(img.pixels))[0]
+    probs = {c: round(float(p), 6) for c, p in zip(pipe.saved.classes, proba, strict=True)}
+    if not all(math.isfinite(p) for p in probs.values()):
+        raise ValueError(f"the pipeline gave non-finite probabilities {probs}")
+    pred = max(probs, key=lambda c: probs[c])
+    if pipe.saved.positive is not None:
+        pos = probs.get(pipe.saved.positive, 0.0)
+        pred = (
+            pipe.saved.positive
+            if pos >= pipe.saved.threshold
+            else next(c for c in pipe.saved.classes if c != pipe.saved.positive)
+        )
+    record: dict[str, Any] = {"path": str(path), "predicted": pred, "probabilities": probs}
+    if img.notes:
+        record["notes"] = img.notes
+    return record
 
 
 # --------------------------------------------------------------------------- launder
@@ -585,8 +667,8 @@ def cmd_launder(args: argparse.Namespace) -> int:
     if summary.found == 0:
         print(f"fzoo launder: no images found in {summary.in_dir}", file=sys.stderr)
         return EXIT_ERROR
-    if summary.written == 0 and (summary.unreadable or summary.failed):
-        return EXIT_ERROR
+    if summary.written + summary.skipped_existing == 0 and (summary.unreadable or summary.failed):
+        return EXIT_ERROR  # nothing laundered, now or by an earlier run
     return EXIT_OK
 
 
