@@ -422,3 +422,25 @@ def test_example_runs_with_random_checkpoints(tmp_path, capsys) -> None:
     assert not results["errors"]
     text = json.dumps(results["notes"])
     assert fzoo.weights.sha256_file(cnn) in text and fzoo.weights.sha256_file(grag) in text
+
+    # the saved pipeline (cnndetection + published-score) scores a new image as the detector does
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(photo("astronaut", 0, 0, 64, 64)).save(img)
+    pipe = out / "pipelines" / "cnndetection--real-vs-synthetic"
+    assert main(["detect", "--pipeline", str(pipe), str(img)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    score = fzoo_score(CNNDetection(weights=str(cnn)), img)
+    assert abs(record["probabilities"]["synthetic"] - 1 / (1 + np.exp(-score))) < 1e-5
+    assert record["predicted"] == ("synthetic" if score > 0 else "not-synthetic")
+
+
+def test_detector_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fzoo.plugins.published as p; "
+        "print(sorted(m for m in ('torch', 'torchvision', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
