@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 METRIC_NAMES: tuple[str, ...] = (
     "auc",
@@ -23,6 +22,8 @@ METRIC_NAMES: tuple[str, ...] = (
 
 def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_target: float) -> float:
     """Highest TPR whose FPR does not exceed ``fpr_target`` (ROC interpolation-free)."""
+    from sklearn import metrics as skm
+
     fpr, tpr, _ = skm.roc_curve(y, score)
     ok = fpr <= fpr_target + 1e-12
     return float(tpr[ok].max()) if ok.any() else 0.0
@@ -30,6 +31,8 @@ def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_target: float) -> float:
 
 def equal_error_rate(y: np.ndarray, score: np.ndarray) -> float:
     """The error rate where FPR equals FNR (linear interpolation on the ROC)."""
+    from sklearn import metrics as skm
+
     fpr, tpr, _ = skm.roc_curve(y, score)
     fnr = 1.0 - tpr
     diff = fpr - fnr
@@ -43,6 +46,8 @@ def equal_error_rate(y: np.ndarray, score: np.ndarray) -> float:
 
 def binary_metrics(y: Sequence[int], score: Any, threshold: float) -> dict[str, float]:
     """Metrics for a binary task: ``y`` in {0, 1}, ``score`` = P(positive)."""
+    from sklearn import metrics as skm
+
     y_arr = np.asarray(y, dtype=int)
     s = np.asarray(score, dtype=float)
     pred = (s >= threshold).astype(int)
@@ -65,6 +70,8 @@ def multiclass_metrics(
     y: Sequence[str], proba: np.ndarray, classes: Sequence[str]
 ) -> dict[str, float]:
     """Metrics for several classes: macro one-vs-rest AUC and AP; TPR/EER are not defined."""
+    from sklearn import metrics as skm
+
     y_arr = np.asarray(y)
     cls = np.asarray(classes)
     pred = cls[np.argmax(proba, axis=1)]
@@ -93,11 +100,15 @@ def multiclass_metrics(
 
 def confusion(y: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> list[list[int]]:
     """Confusion matrix, rows = true class, columns = predicted, in ``labels`` order."""
+    from sklearn import metrics as skm
+
     return skm.confusion_matrix(list(y), list(pred), labels=list(labels)).tolist()
 
 
 def roc_points(y: Sequence[int], score: Any, max_points: int = 200) -> dict[str, list]:
     """A thinned ROC curve for plotting."""
+    from sklearn import metrics as skm
+
     fpr, tpr, _ = skm.roc_curve(np.asarray(y, dtype=int), np.asarray(score, dtype=float))
     if len(fpr) > max_points:
         idx = np.unique(np.linspace(0, len(fpr) - 1, max_points).astype(int))

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.interpolate import make_interp_spline
 
 if TYPE_CHECKING:
     import torch
@@ -93,6 +92,8 @@ def resample_cubic(profile: np.ndarray, bins: int) -> np.ndarray:
 
     Not-a-knot cubic interpolation, the same as ``scipy.interpolate.interp1d(kind="cubic")``.
     """
+    from scipy.interpolate import make_interp_spline
+
     n = profile.shape[1]
     if n == bins:
         return profile.copy()

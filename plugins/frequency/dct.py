@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.fft import dctn
 
 import fzoo
 from fzoo.plugins.frequency._common import batch_to_numpy, luma, pooling_matrix
@@ -58,6 +57,8 @@ class DCTSpectrum(fzoo.FeatureExtractor):
     params: Params
 
     def extract(self, batch: torch.Tensor) -> np.ndarray:
+        from scipy.fft import dctn
+
         p = self.params
         rgb = batch_to_numpy(batch, self.name)
         _, _, h, w = rgb.shape

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import ndimage
 
 import fzoo
 from fzoo.plugins.frequency._common import (
@@ -42,6 +41,8 @@ VAR_EPS = 1e-12
 
 def noise_residual(g: np.ndarray, kind: str) -> np.ndarray:
     """High-pass residual of grayscale images ``[B, H, W]``, same size (reflect padding)."""
+    from scipy import ndimage
+
     if kind == "median3":
         return g - ndimage.median_filter(g, size=(1, 3, 3), mode="reflect")
     kernel = {"srm3": SRM3, "kv5": KV5}[kind]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_batch(batch: torch.Tensor, who: str) -> None:
@@ -32,6 +35,8 @@ def to_uint8_images(batch: torch.Tensor) -> list[np.ndarray]:
 
 def from_uint8_images(images: list[np.ndarray], like: torch.Tensor) -> torch.Tensor:
     """List of HWC uint8 arrays (same shape) -> NCHW tensor in [0, 1], dtype/device of ``like``."""
+    import torch
+
     if not images:
         return like.clone()
     stacked = np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)

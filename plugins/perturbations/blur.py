@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from pydantic import Field
-from scipy import ndimage
 
 import fzoo
 from fzoo.plugins.perturbations._common import check_batch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def gaussian_kernel(sigma: float) -> np.ndarray:
@@ -49,6 +51,9 @@ class GaussianBlur(fzoo.Perturbation):
     params: Params
 
     def apply(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+        from scipy import ndimage
+
         check_batch(batch, self.name)
         kernel = gaussian_kernel(self.params.sigma)
         if kernel.size == 1 or batch.shape[0] == 0:

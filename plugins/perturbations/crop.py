@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
-import torch
 from pydantic import Field, model_validator
 
 import fzoo
 from fzoo.plugins.perturbations._common import check_batch, scaled
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Crop(fzoo.Perturbation):
@@ -74,6 +76,8 @@ class Crop(fzoo.Perturbation):
         return ch, cw
 
     def apply(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         check_batch(batch, self.name)
         h, w = int(batch.shape[2]), int(batch.shape[3])
         ch, cw = self.crop_size(h, w)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 from pydantic import Field
 
 import fzoo
 from fzoo.plugins.perturbations._common import check_batch, from_uint8_images, to_uint8_images
+
+if TYPE_CHECKING:
+    import torch
 
 
 class JPEG(fzoo.Perturbation):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from pydantic import Field
 
 import fzoo
 from fzoo.plugins.perturbations._common import check_batch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class GaussianNoise(fzoo.Perturbation):
@@ -32,6 +36,8 @@ class GaussianNoise(fzoo.Perturbation):
     params: Params
 
     def apply(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        import torch
+
         check_batch(batch, self.name)
         noise = rng.standard_normal(tuple(batch.shape)) * (self.params.sigma / 255.0)
         noisy = batch.detach().cpu().double() + torch.from_numpy(noise)

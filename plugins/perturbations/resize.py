@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 from pydantic import Field
 
@@ -16,6 +15,9 @@ from fzoo.plugins.perturbations._common import (
     scaled,
     to_uint8_images,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,

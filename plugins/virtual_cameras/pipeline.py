@@ -53,7 +53,6 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from fzoo.plugins.virtual_cameras.cameras import CFA, Camera
 
@@ -178,6 +177,8 @@ def demosaic(raw: np.ndarray, cfa: CFA, method: str) -> np.ndarray:
 
 def unsharp_mask(img: np.ndarray, radius: float, amount: float, on: str) -> np.ndarray:
     """``y + amount (y - gaussian(y, radius))`` on the luma (added to R, G, B) or per channel."""
+    from scipy import ndimage
+
     if amount <= 0 or radius <= 0:
         return img
     if on == "luma":
@@ -213,6 +214,8 @@ def render_pixels(
     scene: np.ndarray, camera: Camera, rng: np.random.Generator
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Stages 1-10 of the module docstring: 8-bit sRGB scene -> 8-bit camera pixels (pre-JPEG)."""
+    from scipy import ndimage
+
     if scene.dtype != np.uint8 or scene.ndim != 3 or scene.shape[2] != 3:
         raise ValueError("the scene must be an 8-bit RGB array [H, W, 3]")
     h, w = scene.shape[:2]
