@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 def scaled_pipeline(model: Any, standardize: bool = True) -> Pipeline:
     """``Pipeline([("scale", StandardScaler()), ("model", model)])``; no scaler when disabled."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     steps: list[tuple[str, Any]] = []
     if standardize:
         steps.append(("scale", StandardScaler()))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from sklearn import ensemble
 
 import fzoo
 from fzoo.plugins.sklearn.common import STANDARDIZE_DESCRIPTION, scaled_pipeline
@@ -38,6 +37,8 @@ class RandomForestClassifier(fzoo.Classifier):
     params: Params
 
     def build_estimator(self) -> Any:
+        from sklearn import ensemble
+
         p = self.params
         model = ensemble.RandomForestClassifier(
             n_estimators=p.n_estimators, max_depth=p.max_depth, random_state=p.random_state
@@ -70,6 +71,8 @@ class GradientBoostingClassifier(fzoo.Classifier):
     params: Params
 
     def build_estimator(self) -> Any:
+        from sklearn import ensemble
+
         p = self.params
         model = ensemble.HistGradientBoostingClassifier(
             max_iter=p.max_iter, learning_rate=p.learning_rate, random_state=p.random_state

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn import calibration, linear_model, model_selection, svm
 
 import fzoo
 from fzoo.plugins.sklearn.common import STANDARDIZE_DESCRIPTION, scaled_pipeline
@@ -47,6 +46,8 @@ class LogisticRegressionClassifier(fzoo.Classifier):
     params: Params
 
     def build_estimator(self) -> Any:
+        from sklearn import linear_model
+
         p = self.params
         model = linear_model.LogisticRegression(
             C=p.C, max_iter=p.max_iter, class_weight=p.class_weight
@@ -141,6 +142,8 @@ class SVMClassifier(fzoo.Classifier):
     params: Params
 
     def build_estimator(self) -> Any:
+        from sklearn import calibration, model_selection, svm
+
         p = self.params
         # Platt scaling on cross-validated decision values, then one SVC fitted on all the data:
         # what SVC(probability=True) does, deprecated in scikit-learn 1.9 in favour of this.

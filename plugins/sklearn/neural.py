@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field
-from sklearn import neural_network
 
 import fzoo
 from fzoo.plugins.sklearn.common import STANDARDIZE_DESCRIPTION, scaled_pipeline
@@ -39,6 +38,8 @@ class MLPClassifier(fzoo.Classifier):
     params: Params
 
     def build_estimator(self) -> Any:
+        from sklearn import neural_network
+
         p = self.params
         model = neural_network.MLPClassifier(
             hidden_layer_sizes=tuple(p.hidden_layer_sizes),
