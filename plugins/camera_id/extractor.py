@@ -15,11 +15,18 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 import fzoo
-from fzoo.plugins.camera_id.bondi import EMBED_DIM, PATCH, BondiNet
 
 if TYPE_CHECKING:
     import torch
 
+    from fzoo.plugins.camera_id.bondi import BondiNet
+
+# The values of fzoo.plugins.camera_id.bondi (which imports torch, so it is imported only when a
+# network is built; tests/test_startup.py checks that the two agree).
+#: side of the patches the paper's network is built for
+PATCH = 64
+#: width of the embedding (the paper's FC 128)
+EMBED_DIM = 128
 STATE_FORMAT = 1
 #: Pillow filters the resize augmentation draws from (one per sample)
 RESIZE_FILTERS = (
@@ -302,6 +309,8 @@ class CameraIdCNN(fzoo.FeatureExtractor):
 
     # ------------------------------------------------------------------ network
     def _build(self, n_classes: int) -> BondiNet:
+        from fzoo.plugins.camera_id.bondi import BondiNet
+
         p = self.params
         return BondiNet(
             n_classes,
@@ -475,6 +484,8 @@ class CameraIdCNN(fzoo.FeatureExtractor):
 
     def load_state(self, directory: Path) -> None:
         from safetensors.torch import load_file
+
+        from fzoo.plugins.camera_id.bondi import BondiNet
 
         d = Path(directory)
         meta = json.loads((d / "camera_id.json").read_text(encoding="utf-8"))
