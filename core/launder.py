@@ -346,6 +346,12 @@ def psnr_db(reference: np.ndarray, output_u8: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
+def _failure(exc: Exception) -> str:
+    """One line saying why the launderer failed on an image."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
+
+
 def _format_psnr(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.4f}"
 
@@ -515,9 +521,10 @@ def launder_folder(
     ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``log`` receives
     one line per skipped file (default: stderr). Raises :class:`LaunderUsageError` for
     overlapping folders or a foreign manifest, ``fzoo.WeightsError`` when the launderer's weights
-    cannot be found; any other exception of the launderer stops the run (outputs written so far
-    stay, with their manifest rows). A ``ValueError`` of the launderer for one image (e.g. too
-    small to crop) skips that image.
+    cannot be found. An exception of the launderer for a batch makes it retry the images one by
+    one; an image that still fails (too small to crop, say) is reported with the reason and
+    skipped, and the others are laundered. A write error (a full disk) stops the run: outputs
+    written so far stay, with their manifest rows.
     """
     src, dst = check_dirs(in_dir, out_dir)
     emit = log or (lambda line: print(line, file=sys.stderr))
@@ -649,15 +656,15 @@ def _run(
     def process(group: list[tuple[Job, DecodedImage]]) -> None:
         try:
             results = run_batch(group)
-        except ValueError:
+        except Exception:  # find the image(s) at fault: one by one
             launderer.pop_notes()
             results = []
             for one in group:
                 try:
                     results += run_batch([one])
-                except ValueError as exc:
+                except Exception as exc:  # this image only: reported and skipped
                     launderer.pop_notes()
-                    reason = str(exc).strip() or type(exc).__name__
+                    reason = _failure(exc)
                     summary.failed.append({"path": str(one[0].source), "reason": reason})
                     emit(f"skipped {escape(str(one[0].source))}: {escape(reason)}")
                     bar.update(1)

@@ -579,6 +579,49 @@ def test_launder_names_survive_resume_and_forge_no_line(tmp_path, crops, capsys,
     assert read_manifest(tmp_path / "out" / MANIFEST) == rows  # read back identically
 
 
+class FailOnDark(fzoo.Launderer):
+    """Identity, but raises RuntimeError for a batch holding a dark image (mean under 0.4)."""
+
+    name = "fail-on-dark"
+
+    def launder(self, batch: torch.Tensor) -> torch.Tensor:
+        if (batch.mean(dim=(1, 2, 3)) < 0.4).any():
+            raise RuntimeError("cannot handle\nthis image")
+        return batch.clone()
+
+
+class FailPlugin:
+    @staticmethod
+    @fzoo.hookimpl
+    def fzoo_register_launderers(register):
+        register(FailOnDark)
+
+
+def test_one_bad_image_does_not_end_launder(tmp_path, crops, capsys):
+    src = tmp_path / "in"
+    paths = _save(src, crops)
+    os.mkfifo(src / "pipe.png")
+    means = {p: float(np.asarray(Image.open(p)).mean() / 255) for p in paths}
+    dark = {p for p, m in means.items() if m < 0.4}
+    assert 0 < len(dark) < len(paths)
+    register_plugin(FailPlugin, name="fail-launderer-test")
+    try:
+        with deadline(120):
+            code = main(["launder", "--quiet", "--json", "--launderer", "fail-on-dark",
+                         str(src), str(tmp_path / "out")])  # fmt: skip
+    finally:
+        unregister_plugin("fail-launderer-test")
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert code == 0
+    assert summary["written"] == len(paths) - len(dark)
+    assert sorted(_skip_lines(captured.err)) == sorted(
+        [f"skipped {src}/pipe.png: not a regular file (a FIFO (named pipe)); not opened"]
+        + [f"skipped {p}: RuntimeError: cannot handle\\nthis image" for p in dark]
+    )
+    assert {f["path"] for f in summary["failed"]} == {str(p) for p in dark}
+
+
 def _noise(folder: Path, n: int, size: int = 64) -> None:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
