@@ -186,6 +186,21 @@ def test_grag2021_matches_reference_with_and_without_module_prefix(tmp_path, pho
     emb = Grag2021(weights=str(plain), output="embedding").extract(torch.rand(1, 3, 24, 24))
     assert emb.shape == (1, 2048)
 
+    # tiling: icme2021, with the 1536/1024 limits scaled down to 40/32 for the test
+    x = reference_input(photos["rocket-odd"], T.ToTensor(), IMAGENET)  # 51 x 45: 4 unequal tiles
+    logits, areas = [], []
+    with torch.no_grad():  # GANimageDetection's apply(): tile logits averaged by tile area
+        for top in range(0, x.shape[-2], 32):
+            for left in range(0, x.shape[-1], 32):
+                tile = x[..., top : top + 32, left : left + 32]
+                logits.append(float(ref(tile)[0, 0]))
+                areas.append(tile.shape[-2] * tile.shape[-1])
+    want = float(np.mean(np.asarray(logits) * np.asarray(areas)) / np.mean(areas))
+    det = Grag2021(weights=str(plain), tiling="icme2021")
+    det.tile_limit, det.tile_size = 40, 32
+    assert_close(fzoo_score(det, photos["rocket-odd"]), want)
+    assert abs(want - fzoo_score(Grag2021(weights=str(plain)), photos["rocket-odd"])) > 1e-3
+
 
 # --------------------------------------------------------------------------- npr
 class NPRReference(nn.Module):

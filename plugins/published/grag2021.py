@@ -3,7 +3,9 @@ ICASSP 2023 "latent" weights of the same network)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from fzoo.plugins.published._checkpoint import PublishedDetector
 
@@ -23,8 +25,11 @@ class Grag2021(PublishedDetector):
     (2048 -> 1, stored like ``nn.Linear``) applied at every position of the last feature map. The
     score is the spatial mean of that logit map (Corvi et al.'s ``main.py``; equal to
     Gragnaniello et al.'s global average pool followed by the linear layer), > 0 = synthetic.
-    Input: the whole image, ImageNet mean/std. Checkpoints: ``{'model': state_dict}``, possibly
-    with ``module.`` prefixes (both accepted). ``output: embedding``: the 2048 pooled features.
+    Input: the whole image, ImageNet mean/std. With ``tiling: icme2021``, as Gragnaniello et al.'s
+    code, an image larger than 1536 pixels on both sides is scored in 1024-pixel tiles (the last
+    ones smaller) and the tile scores are averaged weighted by tile area. Checkpoints:
+    ``{'model': state_dict}``, possibly with ``module.`` prefixes (both accepted).
+    ``output: embedding``: the 2048 pooled features of the whole image.
     """
 
     name = "grag2021"
@@ -52,6 +57,20 @@ class Grag2021(PublishedDetector):
         "(http://www.grip.unina.it/download/LICENSE_OPEN.txt)"
     )
     embedding_dim = 2048
+    tile_limit: ClassVar[int] = 1536  # both sides larger: tiles (GANimageDetection's LIMIT_SIZE)
+    tile_size: ClassVar[int] = 1024  # GANimageDetection's LIMIT_SLIDE
+
+    class Params(PublishedDetector.Params):
+        batch_size: int = Field(
+            1, ge=1, le=4096, description="images per forward pass (the stride-1 network is heavy)"
+        )
+        tiling: Literal["none", "icme2021"] = Field(
+            "none",
+            description="none: the whole image (Corvi et al. 2023); icme2021: images larger than "
+            "1536 px on both sides scored in 1024 px tiles, averaged by area (Gragnaniello et al.)",
+        )
+
+    params: Params
 
     def build_network(self) -> torch.nn.Module:
         from torchvision.models import resnet50
@@ -66,13 +85,27 @@ class Grag2021(PublishedDetector):
             x = getattr(net, name)(x)
         return x
 
-    def score_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _mean_logit(self, net: Any, x: torch.Tensor) -> torch.Tensor:
         import torch
 
         f = self._feature_map(net, x)  # [B, 2048, h, w]
-        fc: Any = net.fc
-        logit_map = torch.einsum("bchw,oc->bohw", f, fc.weight) + fc.bias.view(1, -1, 1, 1)
-        return logit_map[:, 0].mean(dim=(-2, -1))
+        logit_map = torch.einsum("bchw,oc->bohw", f, net.fc.weight)
+        return logit_map[:, 0].mean(dim=(-2, -1)) + net.fc.bias[0]
+
+    def score_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if self.params.tiling == "none" or min(h, w) <= self.tile_limit:
+            return self._mean_logit(net, x)
+        step = self.tile_size
+        total = x.new_zeros(x.shape[0])
+        area = 0
+        for top in range(0, h, step):
+            for left in range(0, w, step):
+                tile = x[..., top : top + step, left : left + step]
+                a = int(tile.shape[-2]) * int(tile.shape[-1])
+                total = total + a * self._mean_logit(net, tile)
+                area += a
+        return total / area
 
     def embed_batch(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return self._feature_map(net, x).mean(dim=(-2, -1))
