@@ -251,8 +251,10 @@ def test_example_classifier_state_is_json_not_pickle(run_out: Path) -> None:
     state = json.loads((saved / "nearest_centroid.json").read_text(encoding="utf-8"))
     assert state["classes"] == meta["classes"]
     assert np.asarray(state["centroids"]).shape == (2, 16 + 8 + 16)
-    # the built-in classifier beside it keeps the default skops state
-    assert (run_out / "pipelines" / "color-lr--pristine-vs-processed" / "estimator.skops").exists()
+    # the built-in logistic regression beside it saves JSON + safetensors
+    assert (
+        run_out / "pipelines" / "color-lr--pristine-vs-processed" / "logistic_regression.json"
+    ).exists()
 
 
 def test_detect_reloads_the_example_classifier(run_out: Path, site: Path, root: Path) -> None:
