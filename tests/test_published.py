@@ -326,6 +326,7 @@ def test_missing_weights_fail_fast_with_url_and_param_line(tmp_path) -> None:
         text = str(err.value)
         assert "blur_jpg_prob0.5.pth" in text and "github.com/PeterWang512/CNNDetection" in text
         assert "--param weights=" in text and "params: {weights:" in text
+        assert ("hf download someone/cnndetection-weights" in text) == (weights[0] != "/")
     for variant in ("Grag2021_latent", "Grag2021_progan"):  # the layout of the GRIP weights zip
         (tmp_path / "zip" / variant).mkdir(parents=True)
         (tmp_path / "zip" / variant / "model_epoch_best.pth").write_bytes(b"")

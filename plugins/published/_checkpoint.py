@@ -80,20 +80,35 @@ def resolve_checkpoint(weights: str, *, detector: str, filename: str, url: str) 
     Raises :class:`fzoo.WeightsNotFoundError` at once (no download retries offline) with the
     expected file name, where its authors publish it, and the parameter line to change.
     """
+    local = Path(weights).expanduser()
+    if local.suffix in (".pth", ".pt", ".bin", ".ckpt", ".safetensors") and not local.exists():
+        # a file name, never a hub id: fail now rather than ask the hub about "dir/file.pth"
+        raise WeightsNotFoundError(
+            _missing_message(
+                weights,
+                detector=detector,
+                filename=filename,
+                url=url,
+                why=f"no such file {str(local)!r}",
+            )
+        )
     try:
         resolved = fzoo.resolve_weights(weights, param="weights")
     except WeightsNotFoundError as exc:
         text = str(exc)
-        local = Path(weights).expanduser()
         why = (
             f"{weights!r} is not a file or folder on this machine"
             if parse_hub_ref(weights) is None or weights.startswith((".", "/", "~"))
             else f"hub id {weights!r} could not be used ({text.splitlines()[0]})"
         )
+        hub_hint = ""
         if local.suffix and not local.exists():
             why = f"no such file {str(local)!r}"
+        elif why.startswith("hub id"):
+            hub_hint = "\n" + "\n".join(text.splitlines()[1:])
         raise WeightsNotFoundError(
             _missing_message(weights, detector=detector, filename=filename, url=url, why=why)
+            + hub_hint
         ) from None
     path = resolved.path
     if path.is_file():
@@ -101,7 +116,11 @@ def resolve_checkpoint(weights: str, *, detector: str, filename: str, url: str) 
     direct = path / filename
     if direct.is_file():
         return direct
-    found = sorted(p for p in path.rglob(filename) if p.is_file())
+    # the file itself, or one or two folders down (a weights zip unpacked, a hub snapshot)
+    found = sorted(
+        p for pattern in (f"*/{filename}", f"*/*/{filename}") for p in path.glob(pattern)
+        if p.is_file()
+    )  # fmt: skip
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
