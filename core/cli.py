@@ -734,7 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("list", help="list components (with parameters), presets, experiments")
-    p.add_argument("kind", nargs="?", help=f"one of {', '.join(KINDS)}, preset, experiment")
+    p.add_argument(
+        "kind", nargs="?", help=f"one of {', '.join(KINDS)}, preset, experiment, detectors"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
