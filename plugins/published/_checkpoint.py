@@ -275,7 +275,9 @@ class PublishedDetector(fzoo.FeatureExtractor):
 
     class Params(fzoo.Params):
         weights: str = Field(
-            "", description="the released checkpoint: a file, a folder holding it, or a hub id"
+            "",
+            description="the released checkpoint: a file, a folder holding it, or a hub id "
+            "(empty: the released file's name, in the current folder)",
         )
         output: Literal["score", "embedding"] = Field(
             "score",
