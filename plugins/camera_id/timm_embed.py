@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import fzoo
+from fzoo.known_names import known_names
 from fzoo.plugins.camera_id.extractor import torch_threads
 
 if TYPE_CHECKING:
@@ -43,15 +44,26 @@ _LUMA = (0.299, 0.587, 0.114)
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
+def _timm_architectures() -> list[str]:
+    """Every architecture name ``timm.is_model`` accepts (deprecated aliases included)."""
+    import timm
+    from timm.models import _registry
+
+    names = getattr(_registry, "_model_entrypoints", None)
+    return sorted(names) if isinstance(names, dict) else timm.list_models()
+
+
 def _validate_model_name(name: str) -> str:
     if ":" in name:
         raise ValueError(
             f"model {name!r}: give the timm architecture name (e.g. 'resnet18' or "
             "'resnet18.a1_in1k') and the weights in 'pretrained' (a hub id, file or folder)"
         )
+    arch = name.split(".", 1)[0]
+    if arch in known_names("timm", "architectures", _timm_architectures):
+        return name  # known to this timm version: no need to import timm (and torch) to check
     import timm
 
-    arch = name.split(".", 1)[0]
     if not timm.is_model(arch):
         close = timm.list_models(f"*{arch}*")[:5]
         hint = f"; similar: {', '.join(close)}" if close else ""

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 import fzoo
+from fzoo.known_names import known_names
 from fzoo.plugins.reconstruction.recon_error import (
     DEFAULT_STATS,
     Stat,
@@ -24,6 +25,15 @@ from fzoo.plugins.reconstruction.recon_error import (
 
 if TYPE_CHECKING:
     import torch
+
+
+def _ddim_args() -> list[str]:
+    """The keyword arguments of ``diffusers.DDIMScheduler`` (what ``scheduler`` may set)."""
+    import inspect
+
+    from diffusers import DDIMScheduler
+
+    return sorted(set(inspect.signature(DDIMScheduler.__init__).parameters) - {"self"})
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -174,11 +184,9 @@ class DIRE(fzoo.FeatureExtractor):
         @classmethod
         def _known_scheduler_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
             if value:
-                import inspect
-
-                from diffusers import DDIMScheduler
-
-                known = set(inspect.signature(DDIMScheduler.__init__).parameters) - {"self"}
+                if set(value) <= known_names("diffusers", "ddim-scheduler-args", _ddim_args):
+                    return value  # no need to import diffusers (and torch) to check
+                known = set(_ddim_args())
                 unknown = sorted(set(value) - known)
                 if unknown:
                     listing = ", ".join(sorted(known))
