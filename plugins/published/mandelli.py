@@ -116,7 +116,7 @@ class MandelliParams(PublishedDetector.Params):
     """Parameters shared by both Mandelli detectors (each sets its own ``positive``)."""
 
     batch_size: int = Field(
-        64, ge=1, description="patches per forward pass (an image's patches go in chunks)"
+        64, ge=1, le=65536, description="patches per forward pass (an image's patches go in chunks)"
     )
     backbone: Literal["efficientnet-b4", "efficientnet-lite0"] = Field(
         "efficientnet-b4",
@@ -126,13 +126,18 @@ class MandelliParams(PublishedDetector.Params):
     min_size: int = Field(
         256,
         ge=0,
+        le=8192,
         description="images whose shorter side is below this are upscaled (bilinear) to it, "
         "as the authors do, and a note says so; 0 = never resample",
     )
-    patches: int = Field(800, ge=1, description="random crops per image")
-    patch_size: int = Field(96, ge=1, description="crop side in px")
-    top_m: int = Field(600, ge=1, description="score = mean of the top_m class-1 patch logits")
-    seed: int = Field(21, description="seed of the crop positions (the authors: 21)")
+    patches: int = Field(800, ge=1, le=100_000, description="random crops per image")
+    patch_size: int = Field(96, ge=1, le=4096, description="crop side in px")
+    top_m: int = Field(
+        600, ge=1, le=100_000, description="score = mean of the top_m class-1 patch logits"
+    )
+    seed: int = Field(
+        21, ge=0, le=2**32 - 1, description="seed of the crop positions (the authors: 21)"
+    )
     train: bool = Field(
         False,
         description="fine-tune on the training split (learned extractor) instead of only "
@@ -150,23 +155,28 @@ class MandelliParams(PublishedDetector.Params):
     fit_on: list[str] | None = Field(
         None, description="train only on images with these labels (null: all training images)"
     )
-    epochs: int = Field(1, ge=1, description="training epochs (train: true)")
+    epochs: int = Field(1, ge=1, le=10_000, description="training epochs (train: true)")
     steps: int | None = Field(
-        None, ge=1, description="stop after this many optimiser steps (null: all epochs)"
+        None,
+        ge=1,
+        le=10_000_000,
+        description="stop after this many optimiser steps (null: all epochs)",
     )
-    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    lr: float = Field(1e-4, gt=0, le=10, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="Adam weight decay")
     train_patches_per_image: int = Field(
-        32, ge=1, description="random training patches per image per epoch"
+        32, ge=1, le=100_000, description="random training patches per image per epoch"
     )
-    train_batch_size: int = Field(32, ge=2, description="patches per optimiser step")
+    train_batch_size: int = Field(32, ge=2, le=65536, description="patches per optimiser step")
     augment: list[Literal["jpeg", "resize"]] = Field(
         [],
         description="extra training augmentations (random JPEG 80-100, resize 0.75-1.25; "
         "the camera_id patch sampler) on top of random patches",
     )
     augment_prob: float = Field(0.5, ge=0, le=1, description="probability of each augmentation")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (null: unchanged)")
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="torch CPU threads (null: unchanged)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MandelliParams:
