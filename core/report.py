@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from fzoo.fsutil import atomic_write_text
 from fzoo.metrics import METRIC_NAMES
 from fzoo.names import escape
+from fzoo.report_model import finite
 
 if TYPE_CHECKING:
     from fzoo.experiment import RunResult
+    from fzoo.report_grid import Figure
+    from fzoo.report_model import ReportModel
 
 REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md", "report.html")
 
@@ -74,15 +77,27 @@ def _cell(value: Any) -> str:
     return _fmt(value).replace("|", "\\|")
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """A GitHub-flavoured Markdown table of ``columns``."""
-    head = "| " + " | ".join(columns) + " |"
+def markdown_table(
+    rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None
+) -> str:
+    """A GitHub-flavoured Markdown table of ``columns`` (``headers``: shown names)."""
+    names = [(headers or {}).get(c, c) for c in columns]
+    head = "| " + " | ".join(_cell(n) for n in names) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join([head, sep, *body])
 
 
-def render_markdown(result: RunResult) -> str:
+def render_markdown(
+    result: RunResult, model: ReportModel | None = None, figs: list[Figure] | None = None
+) -> str:
+    """report.md: the same structure as report.html (summary first, the grid as plots,
+    robustness, then the details), with the figures as links to ``figures/*.png``."""
+    from fzoo.report_model import CHOICES, build_model, display_row
+    from fzoo.report_summary import summary_md
+
+    model = model or build_model(result)
+    figs = figs or []
     meta = result.meta
     spec = result.experiment
     lines = [f"# fzoo report: {spec.name}", ""]
@@ -97,63 +112,47 @@ def render_markdown(result: RunResult) -> str:
         f"- wall time: {meta['wall_time_s']} s",
         "",
     ]
-    grid_cols = list(spec.grid)
-    ok = [r for r in result.rows if "error" not in r]
     if result.headline:
         from fzoo.headline import headline_rows
 
         table = markdown_table(headline_rows(result), ["name", "value", "what"])
         lines += ["## Headline", "", table, ""]
-    for task in dict.fromkeys(r["task"] for r in result.rows):
-        lines += [f"## Task `{task}`", ""]
-        task_rows = sorted(
-            (r for r in ok if r["task"] == task),
-            key=lambda r: (
-                r["condition"],
-                -(r.get("auc") or 0) if r.get("auc") == r.get("auc") else 0,
-            ),
-        )
-        cols = [*grid_cols, "pipeline", "condition", "n_train", "n_test", *METRIC_NAMES]
-        lines += [markdown_table(task_rows, cols), ""]
-        for d in result.details:
-            if d["task"] != task or d["condition"] != "clean":
-                continue
-            labels = d["labels"]
+    if model.tasks:
+        lines += ["## Summary", ""]
+    for task in model.tasks:
+        lines += [f"### Task `{task}`", ""]
+        lines += summary_md(model, task, model.primary(task))
+    shown = next((m for m in CHOICES if any(m in ms for ms in model.metrics.values())), None)
+    grid = [f for f in figs if f.section == "grid" and f.metric == shown]
+    if grid:
+        axes = ", ".join(f"`{a.short}` = `{a.path}`" for a in model.axes)
+        lines += ["## The grid", "", f"Axes: {axes}.", ""]
+        lines += [line for f in grid for line in _figure_md(f)]
+    robust = [f for f in figs if f.section == "robustness" and f.metric == shown]
+    if robust:
+        lines += ["## Robustness", "", *(line for f in robust for line in _figure_md(f))]
+    lines += _quality_md(result, model)
+    short = {a.path: a.short for a in model.axes}
+    cols = [*model.axis_paths, "pipeline", "condition", "n_train", "n_test", *METRIC_NAMES]
+    if model.tasks:
+        lines += ["## All results", ""]
+        dropped = len(model.rows) - len(model.unique_rows)
+        if dropped:
             lines += [
-                f"Confusion (pipeline `{d['pipeline']}`{_cell_of(d)}, clean; rows = true):",
+                f"{dropped} rows of pipelines that a grid axis does not affect are shown once, "
+                "with `any` as that axis' value.",
                 "",
             ]
-            cm_rows = [
-                {"true": lab, **{p: n for p, n in zip(labels, row, strict=True)}}
-                for lab, row in zip(labels, d["confusion"], strict=True)
-            ]
-            lines += [markdown_table(cm_rows, ["true", *labels]), ""]
-    from fzoo.quality import quality_rows
-
-    quality = quality_rows(result)
-    if quality:
-        lines += [
-            "## Detection against image quality",
-            "",
-            "Each condition's mean PSNR of the test images against the unmodified ones: benign "
-            "operations and launderers at matched PSNR side by side.",
-            "",
-        ]
-        for task in dict.fromkeys(r["task"] for r in quality):
-            rows = sorted(
-                (r for r in quality if r["task"] == task),
-                key=lambda r: (r["pipeline"], r["kind"] != "clean", -(r["psnr"] or 0)),
-            )
-            cols = [*grid_cols, "pipeline", "condition", "transform", "psnr"]
-            cols += ["auc", "balanced_accuracy"]
-            lines += [f"Task `{task}`:", "", markdown_table(rows, [*cols, "n_test"]), ""]
+    for task in model.tasks:
+        rows = [display_row(model, r) for r in model.unique_rows if r["task"] == task]
+        rows.sort(key=lambda r: (r["condition"], -(finite(r.get(model.primary(task))) or 0)))
+        lines += [f"Task `{task}`:", "", markdown_table(rows, cols, short), ""]
+    lines += _details_md(result, model, [f for f in figs if f.section == "details"])
     failed = [r for r in result.rows if "error" in r]
     if failed:
         lines += ["## Failed cells", ""]
-        lines += [
-            markdown_table(failed, [*grid_cols, "pipeline", "task", "condition", "error"]),
-            "",
-        ]
+        cols = [*model.axis_paths, "pipeline", "task", "condition", "error"]
+        lines += [markdown_table(failed, cols, short), ""]
     lines += ["## Skipped files", ""]
     if result.skipped:
         lines += [markdown_table(result.skipped, ["path", "label", "reason"]), ""]
@@ -168,8 +167,67 @@ def render_markdown(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def _cell_of(d: dict[str, Any]) -> str:
-    return f", cell {d['cell']}" if d.get("cell") else ""
+def _figure_md(fig: Figure) -> list[str]:
+    return [f"![{fig.caption}](figures/{fig.path.name})", "", f"*{fig.caption}*", ""]
+
+
+def _quality_md(result: RunResult, model: ReportModel) -> list[str]:
+    from fzoo.quality import quality_rows
+    from fzoo.report_model import display_row
+
+    quality = quality_rows(result)
+    if not quality:
+        return []
+    lines = [
+        "## Detection against image quality",
+        "",
+        "Each condition's mean PSNR of the test images against the unmodified ones: benign "
+        "operations and launderers at matched PSNR side by side.",
+        "",
+    ]
+    short = {a.path: a.short for a in model.axes}
+    for task in dict.fromkeys(r["task"] for r in quality):
+        rows = sorted(
+            (display_row(model, r) for r in quality if r["task"] == task),
+            key=lambda r: (r["pipeline"], r["kind"] != "clean", -(r["psnr"] or 0)),
+        )
+        cols = [*model.axis_paths, "pipeline", "condition", "transform", "psnr"]
+        cols += ["auc", "balanced_accuracy", "n_test"]
+        lines += [f"Task `{task}`:", "", markdown_table(rows, cols, short), ""]
+    return lines
+
+
+def _details_md(result: RunResult, model: ReportModel, figs: list[Figure]) -> list[str]:
+    """Per pipeline and task: the confusion matrix of its best cell, and the figure links."""
+    lines: list[str] = []
+    details = {(d["cell"], d["pipeline"], d["task"], d["condition"]): d for d in result.details}
+    for p in model.pipelines:
+        block: list[str] = []
+        for task in model.tasks:
+            cell = model.best_cell(p, task, model.primary(task))
+            ref = model.reference(task)
+            d = details.get((cell or "", p, task, ref))
+            if d is None or not d.get("labels"):
+                continue
+            where = model.cell_label(d["cell"], p)
+            block += [
+                f"Confusion (pipeline `{p}`, task `{task}`"
+                + (f", best cell {where}" if where else "")
+                + f", {ref}; rows = true):",
+                "",
+            ]
+            labels = d["labels"]
+            cm_rows = [
+                {"true": lab, **{q: n for q, n in zip(labels, row, strict=True)}}
+                for lab, row in zip(labels, d["confusion"], strict=True)
+            ]
+            block += [markdown_table(cm_rows, ["true", *labels]), ""]
+        for f in figs:
+            if f.pipeline == p:
+                block += [f"- [{f.caption}](figures/{f.path.name})"]
+        if block:
+            lines += [f"### Pipeline `{p}`", "", *block, ""]
+    return ["## ROC curves and confusion matrices", "", *lines] if lines else []
 
 
 def _escaped(obj: Any) -> Any:
@@ -217,15 +275,19 @@ def write_report(result: RunResult, out_dir: Path) -> list[Path]:
         "errors": result.errors,
         "config": result.experiment.model_dump(mode="json", by_alias=True),
     }
+    from fzoo.report_grid import draw_figures
+    from fzoo.report_html import render_html
+    from fzoo.report_model import build_model
+
+    model = build_model(result)
+    figs = draw_figures(model, result, out_dir / "figures")
     files = {
         "results.csv": _csv(result.rows),
         "results.json": to_json(payload),
         "predictions.csv": _csv(result.predictions),
-        "report.md": render_markdown(result),
+        "report.md": render_markdown(result, model, figs),
     }
-    from fzoo.report_html import render_html
-
-    page, pngs = render_html(result, out_dir)
+    page, pngs = render_html(result, out_dir, model, figs)
     files["report.html"] = page
     paths = list(pngs)
     for name, text in files.items():

@@ -1,159 +1,180 @@
-"""``report.html``: one self-contained page (figures embedded) with a sortable comparison table,
-ROC curves, confusion matrices, metric heatmaps, class spectra, example images and metadata.
-Every figure is also saved as a PNG under ``figures/``."""
+"""``report.html``: one self-contained page (figures embedded as PNG, script inline) that reads like
+a results section: the summary first (headline, per task pipelines x conditions at each
+pipeline's best cell, a plain reading), then the grid as plots, robustness, detection against
+image quality, and the details on demand (the full table with filters and sorting, ROC curves and
+confusion matrices per pipeline, examples, spectra, metadata). A selector switches every metric
+figure and table between AUC, balanced accuracy and TPR@1%FPR."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from fzoo import figures
-from fzoo.components import stable_hash
 from fzoo.metrics import METRIC_NAMES
+from fzoo.report_grid import Figure, draw_figures, slug
+from fzoo.report_model import CHOICES, ReportModel, build_model, display_row
+from fzoo.report_summary import summary_html
+from fzoo.report_table import TABLE_JS, table
 
 if TYPE_CHECKING:
     from fzoo.experiment import RunResult
 
 MAX_QUALITY_FIGURES = 6
-MAX_CONFUSIONS = 24
 
-_SORT_JS = """
-document.querySelectorAll('table.sortable').forEach(function (table) {
-  table.querySelectorAll('th').forEach(function (th, col) {
-    th.addEventListener('click', function () {
-      var body = table.tBodies[0], rows = Array.from(body.rows);
-      var asc = th.dataset.order !== 'asc';
-      table.querySelectorAll('th').forEach(function (h) { delete h.dataset.order; });
-      th.dataset.order = asc ? 'asc' : 'desc';
-      rows.sort(function (a, b) {
-        var x = a.cells[col].dataset.v || a.cells[col].textContent;
-        var y = b.cells[col].dataset.v || b.cells[col].textContent;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return asc ? cmp : -cmp;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    });
-  });
+_METRIC_JS = """
+var fzooMetric = document.getElementById('metric');
+if (fzooMetric) fzooMetric.addEventListener('change', function () {
+  document.body.dataset.metric = fzooMetric.value;
 });
 """
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:2em}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}
+body{font-family:system-ui,sans-serif;margin:16px auto;max-width:1240px;color:#222;padding:0 16px}
+h1{font-size:1.5em;margin:.2em 0}
+h2{border-bottom:1px solid #ddd;padding-bottom:3px;margin-top:1.6em}
+h3{margin:1em 0 .3em;font-size:1.05em}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
-th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
-td.t,th.t{text-align:left}
+th{background:#f3f3f3}table.sortable th{cursor:pointer;position:sticky;top:0}
+td.t,th.t{text-align:left}td.best{font-weight:700}
 th[data-order=asc]::after{content:' ▲'}th[data-order=desc]::after{content:' ▼'}
-figure{display:inline-block;margin:8px;vertical-align:top}
+tr.filters td{background:#fafafa}select{font-size:12px;max-width:14em}
+.scroll{overflow-x:auto;max-height:80vh}
+figure{display:inline-block;margin:6px;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:12px;color:#555;text-align:center}
-.meta{font-size:13px}pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
+figcaption{font-size:12px;color:#555;max-width:60em}
+.meta{font-size:12px;color:#555;margin:.3em 0}.meta span{margin-right:1.2em}
+.reading{margin:.2em 0 .6em;font-size:14px}.note{color:#777;font-size:13px}
+ol.foot{font-size:12px;color:#555;margin:0;padding-left:1.2em;list-style:none}
+ol.foot li.h{font-style:italic}.count{font-size:12px;color:#555;margin:2px 0}
+.bar{position:sticky;top:0;background:#fff;padding:4px 0;z-index:2;font-size:13px;
+border-bottom:1px solid #eee}
+details{margin:4px 0}summary{cursor:pointer;font-weight:600}
+.m{display:none}
+pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 """
 
 
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return html.escape(str(v))
+def _metric_css(metrics: list[str]) -> str:
+    return "".join(f"body[data-metric={m}] .m-{m}{{display:block}}" for m in metrics)
 
 
-class _Figures:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.saved: list[Path] = []
+class _Embed:
+    """Figures as ``<figure>`` elements with the PNG inline."""
 
-    def add(self, fig: Any, name: str, caption: str) -> str:
-        path = figures.save(fig, self.folder / f"{name}.png")
-        self.saved.append(path)
-        data = base64.b64encode(path.read_bytes()).decode()
+    def __init__(self) -> None:
+        self.cache: dict[Path, str] = {}
+
+    def __call__(self, fig: Figure, lazy: bool = False) -> str:
+        data = self.cache.get(fig.path)
+        if data is None:
+            data = self.cache[fig.path] = base64.b64encode(fig.path.read_bytes()).decode()
+        cap = html.escape(fig.caption)
+        load = ' loading="lazy"' if lazy else ""
         return (
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f'<figure><img alt="{cap}"{load} src="data:image/png;base64,{data}">'
+            f"<figcaption>{cap}</figcaption></figure>"
         )
 
 
-def _slug(*parts: str) -> str:
-    text = "-".join(p for p in parts if p)
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-    if len(slug) > 80:  # long grid cell ids: keep names unique with a hash of the full text
-        slug = f"{slug[:70]}-{stable_hash(text, 8)}"
-    return slug
+def _by_metric(parts: dict[str, str], metrics: list[str]) -> str:
+    return "".join(f'<div class="m m-{m}">{parts.get(m, "")}</div>' for m in metrics)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], text_cols: set[str]) -> str:
-    head = "".join(
-        f'<th class="{"t" if c in text_cols else ""}">{html.escape(c)}</th>' for c in columns
-    )
-    body = []
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c)
-            num = "" if not isinstance(v, float) or math.isnan(v) else f' data-v="{v}"'
-            cls = ' class="t"' if c in text_cols else ""
-            cells.append(f"<td{cls}{num}>{_fmt(v)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>'
-        + "".join(body)
-        + "</tbody></table>"
-    )
+def _summary(result: RunResult, model: ReportModel, metrics: list[str]) -> list[str]:
+    out = ['<section id="summary"><h2>Summary</h2>']
+    if result.headline:
+        from fzoo.headline import headline_rows
+
+        out += [
+            "<h3>Headline</h3>",
+            table(headline_rows(result), ["name", "value", "what"], {"name", "what"}),
+        ]
+    for task in model.tasks:
+        out.append(f"<h3>Task <code>{html.escape(task)}</code></h3>")
+        out.append(_by_metric({m: summary_html(model, task, m) for m in metrics}, metrics))
+    out.append("</section>")
+    return out
 
 
-def _headline(result: RunResult) -> list[str]:
-    if not result.headline:
+def _figures_section(
+    title: str, ident: str, figs: list[Figure], metrics: list[str], embed: _Embed, intro: str
+) -> list[str]:
+    if not figs:
         return []
-    from fzoo.headline import headline_rows
+    per_metric = {m: "".join(embed(f) for f in figs if f.metric == m) for m in metrics}
+    return [
+        f'<section id="{ident}"><h2>{title}</h2><p class="note">{intro}</p>',
+        _by_metric(per_metric, metrics),
+        "</section>",
+    ]
 
-    cols = ["name", "value", "what"]
-    return ["<h2>Headline</h2>", _table(headline_rows(result), cols, {"name", "what"})]
 
-
-def _quality(result: RunResult, figs: _Figures, grid_cols: list[str]) -> list[str]:
-    """Metric against PSNR per task and pipeline: benign series as lines, launderers as stars."""
+def _quality(result: RunResult, model: ReportModel, out: Path, embed: _Embed) -> list[str]:
+    """Metric against PSNR per task and pipeline (best cell): benign series as lines,
+    launderers as stars."""
+    from fzoo import figures
     from fzoo.quality import quality_rows
 
     rows = quality_rows(result)
     if not rows:
         return []
     parts = [
-        "<h2>Detection against image quality</h2>",
-        "<p>Each condition's mean PSNR of the test images against the unmodified ones. At equal "
-        "PSNR, a launderer below the benign curves removes more of what the detector uses than "
-        "its distortion explains.</p>",
+        '<section id="quality"><h2>Detection against image quality</h2>',
+        '<p class="note">Each condition\'s mean PSNR of the test images against the unmodified '
+        "ones. At equal PSNR, a launderer below the benign curves removes more of what the "
+        "detector uses than its distortion explains. Each pipeline at its best cell.</p>",
     ]
-    keys = list(dict.fromkeys((r["task"], r["cell"], r["pipeline"]) for r in rows))
+    best = {
+        (t, p): model.best_cell(p, t, model.primary(t))
+        for t in model.tasks
+        for p in model.pipelines
+    }
+    keys = [
+        k
+        for k in dict.fromkeys((r["task"], r["cell"], r["pipeline"]) for r in rows)
+        if best.get((k[0], k[2])) == k[1]
+    ]
     for task, cell, pipeline in keys[:MAX_QUALITY_FIGURES]:
         sel = [r for r in rows if (r["task"], r["cell"], r["pipeline"]) == (task, cell, pipeline)]
         detail = next(
-            (d for d in result.details if (d["task"], d["cell"], d["pipeline"]) == (task, cell,
-             pipeline) and d.get("labels")), None)  # fmt: skip
-        multiclass = detail is not None and not detail.get("roc")
-        panels = []
-        for metric in ("balanced_accuracy", "auc"):
-            chance = 1.0 / len(detail["labels"]) if multiclass and detail else 0.5
-            panels.append(_quality_panel(sel, metric, 0.5 if metric == "auc" else chance))
-        title = f"{task}: {pipeline}" + (f" [{cell}]" if cell else "")
-        parts.append(
-            figs.add(
-                figures.quality_figure(panels, title),
-                _slug("quality", task, cell, pipeline),
-                f"balanced accuracy and AUC against PSNR, {task}, pipeline {pipeline}",
-            )
+            (
+                d
+                for d in result.details
+                if (d["task"], d["cell"], d["pipeline"]) == (task, cell, pipeline)
+                and d.get("labels")
+            ),
+            None,
         )
-    cols = [*grid_cols, "pipeline", "task", "condition", "transform", "psnr", "auc"]
+        multiclass = detail is not None and not detail.get("roc")
+        chance = 1.0 / len(detail["labels"]) if multiclass and detail else 0.5
+        panels = [
+            _quality_panel(sel, metric, 0.5 if metric == "auc" else chance)
+            for metric in ("balanced_accuracy", "auc")
+        ]
+        where = model.cell_label(cell, pipeline)
+        title = f"{task}: {pipeline}" + (f" [{where}]" if where else "")
+        name = slug("quality", task, cell, pipeline)
+        path = figures.save(figures.quality_figure(panels, title), out / "figures" / f"{name}.png")
+        caption = f"balanced accuracy and AUC against PSNR, {task}, pipeline {pipeline}"
+        parts.append(embed(Figure(name, path, caption, "quality")))
+    axes = model.axis_paths
+    cols = [*axes, "pipeline", "task", "condition", "transform", "psnr", "auc"]
     cols += ["balanced_accuracy", "n_test"]
-    parts.append(_table(rows, cols, {*grid_cols, "pipeline", "task", "condition", "transform"}))
+    shown = [display_row(model, r) for r in rows]
+    parts += [
+        "<details><summary>the numbers</summary>",
+        table(
+            shown,
+            cols,
+            {*axes, "pipeline", "task", "condition", "transform"},
+            headers=_short(model),
+        ),
+        "</details></section>",
+    ]
     return parts
 
 
@@ -174,142 +195,152 @@ def _quality_panel(rows: list[dict[str, Any]], metric: str, chance: float) -> di
     return {"metric": metric, "series": series, "points": points, "clean": clean, "chance": chance}
 
 
-def render_html(result: RunResult, out_dir: Path) -> tuple[str, list[Path]]:
-    """The page's HTML and the PNG files written beside it."""
-    spec = result.experiment
-    meta = result.meta
-    figs = _Figures(out_dir / "figures")
-    grid_cols = list(spec.grid)
-    ok = [r for r in result.rows if "error" not in r]
-    parts = [
+def _short(model: ReportModel) -> dict[str, str]:
+    return {a.path: a.short for a in model.axes}
+
+
+def _all_results(model: ReportModel) -> list[str]:
+    axes = model.axis_paths
+    cols = [*axes, "pipeline", "task", "condition", "n_train", "n_test", *METRIC_NAMES]
+    text = {*axes, "pipeline", "task", "condition"}
+    rows = [display_row(model, r) for r in model.unique_rows]
+    dropped = len(model.rows) - len(model.unique_rows)
+    note = (
+        f" {dropped} rows of pipelines that an axis does not affect are shown once, with "
+        "'any' as that axis' value."
+        if dropped
+        else ""
+    )
+    return [
+        '<section id="results"><h2>All results</h2>',
+        '<p class="note">Click a column to sort; choose a value above a column to filter.'
+        f"{html.escape(note)}</p>",
+        table(rows, cols, text, table_id="results-table", filters=text, headers=_short(model)),
+        "</section>",
+    ]
+
+
+def _details(model: ReportModel, figs: list[Figure], embed: _Embed) -> list[str]:
+    per_pipeline = [(p, [f for f in figs if f.pipeline == p]) for p in model.pipelines]
+    per_pipeline = [(p, fs) for p, fs in per_pipeline if fs]
+    if not per_pipeline:
+        return []
+    out = [
+        '<section id="details"><h2>ROC curves and confusion matrices</h2>',
+        '<p class="note">Per pipeline, a panel per grid cell (best first).</p>',
+    ]
+    for p, fs in per_pipeline:
+        out.append(
+            f"<details><summary>{html.escape(p)} ({len(fs)} figures)</summary>"
+            + "".join(embed(f, lazy=True) for f in fs)
+            + "</details>"
+        )
+    out.append("</section>")
+    return out
+
+
+def _images(result: RunResult, out: Path, embed: _Embed) -> list[str]:
+    from fzoo import figures
+
+    gallery = result.gallery
+    parts = []
+    if gallery.get("spectra"):
+        path = figures.save(figures.spectra_figure(gallery["spectra"]), out / "spectra.png")
+        caption = "mean radially averaged power spectrum of the high-pass residual"
+        parts.append(embed(Figure("spectra", path, caption, "images"), lazy=True))
+    if gallery.get("examples"):
+        path = figures.save(figures.gallery_figure(gallery["examples"]), out / "examples.png")
+        caption = "examples per class (centre crops) and |derived - source| error maps"
+        parts.append(embed(Figure("examples", path, caption, "images"), lazy=True))
+    return ['<section id="images"><h2>Images</h2>', *parts, "</section>"] if parts else []
+
+
+def _header(result: RunResult) -> list[str]:
+    spec, meta = result.experiment, result.meta
+    items = [
+        f"config <code>{html.escape(str(meta['config_file']))}</code>",
+        f"seed {meta['seed']} (split {meta['split_seed']}, test size {meta['test_size']})",
+        f"images per class {html.escape(json.dumps(meta['images_per_class']))}",
+        f"cache {meta['cache']['hits']} hits / {meta['cache']['misses']} misses",
+        f"{meta['wall_time_s']} s; {len(result.skipped)} skipped files; "
+        f"{len(result.errors)} errors",
+    ]
+    return [
         f"<h1>fzoo report: {html.escape(spec.name)}</h1>",
         f"<p>{html.escape(spec.description)}</p>" if spec.description else "",
-        '<ul class="meta">',
-        f"<li>config: <code>{html.escape(str(meta['config_file']))}</code></li>",
-        f"<li>seed {meta['seed']}, split seed {meta['split_seed']}, "
-        f"test size {meta['test_size']}</li>",
-        f"<li>images per class: {html.escape(json.dumps(meta['images_per_class']))}</li>",
-        f"<li>feature cache: {meta['cache']['hits']} hits, {meta['cache']['misses']} misses</li>",
-        f"<li>wall time {meta['wall_time_s']} s; {len(result.skipped)} skipped files; "
-        f"{len(result.errors)} errors</li>",
-        "</ul>",
-        *_headline(result),
-        "<h2>Comparison (click a column to sort)</h2>",
-        _table(
-            ok,
-            [*grid_cols, "pipeline", "task", "condition", "n_train", "n_test", *METRIC_NAMES],
-            {*grid_cols, "pipeline", "task", "condition"},
-        ),
+        '<p class="meta">' + "".join(f"<span>{i}</span>" for i in items) + "</p>",
     ]
-    tasks = list(dict.fromkeys(r["task"] for r in result.rows))
-    conditions = list(dict.fromkeys(r["condition"] for r in ok))
-    for task in tasks:
-        parts.append(f"<h2>Task <code>{html.escape(task)}</code></h2>")
-        task_rows = [r for r in ok if r["task"] == task]
-        binary = any(d.get("roc") for d in result.details if d["task"] == task)
-        metric = "auc" if binary else "balanced_accuracy"
-        # heatmap: (cell, pipeline) x condition
-        row_keys = list(dict.fromkeys((r["cell"], r["pipeline"]) for r in task_rows))
-        if row_keys and conditions:
-            values = np.full((len(row_keys), len(conditions)), np.nan)
-            for r in task_rows:
-                v = r.get(metric)
-                if isinstance(v, float):
-                    values[row_keys.index((r["cell"], r["pipeline"])), conditions.index(
-                        r["condition"])] = v  # fmt: skip
-            labels = [f"{p} [{c}]" if c else p for c, p in row_keys]
-            parts.append(
-                figs.add(
-                    figures.heatmap_figure(labels, conditions, values, f"{task}: {metric}", metric),
-                    _slug("heatmap", task),
-                    f"{metric} per pipeline and condition",
-                )
-            )
-        if binary:
-            for cond in conditions:
-                curves = [
-                    {
-                        "label": f"{d['pipeline']}" + (f" [{d['cell']}]" if d["cell"] else ""),
-                        **d["roc"],
-                        "auc": next(
-                            (
-                                r.get("auc")
-                                for r in task_rows
-                                if r["pipeline"] == d["pipeline"]
-                                and r["cell"] == d["cell"]
-                                and r["condition"] == cond
-                            ),
-                            None,
-                        ),
-                    }
-                    for d in result.details
-                    if d["task"] == task and d["condition"] == cond and d.get("roc")
-                ][:12]
-                if curves:
-                    parts.append(
-                        figs.add(
-                            figures.roc_figure(curves, f"{task} — {cond}"),
-                            _slug("roc", task, cond),
-                            f"ROC, condition {cond}",
-                        )
-                    )
-        shown = 0
-        for d in result.details:
-            if d["task"] != task or d["condition"] != conditions[0] or shown >= MAX_CONFUSIONS:
-                continue
-            shown += 1
-            title = f"{d['pipeline']}" + (f" [{d['cell']}]" if d["cell"] else "")
-            parts.append(
-                figs.add(
-                    figures.confusion_figure(d["labels"], d["confusion"], title),
-                    _slug("confusion", task, d["cell"], d["pipeline"]),
-                    f"confusion matrix, {conditions[0]} (rows: true class)",
-                )
-            )
-    parts += _quality(result, figs, grid_cols)
-    gallery = result.gallery
-    if gallery.get("spectra"):
-        parts.append("<h2>Images</h2>")
-        parts.append(
-            figs.add(
-                figures.spectra_figure(gallery["spectra"]),
-                "spectra",
-                "mean radially averaged power spectrum of the high-pass residual",
-            )
-        )
-    if gallery.get("examples"):
-        parts.append(
-            figs.add(
-                figures.gallery_figure(gallery["examples"]),
-                "examples",
-                "examples per class (centre crops) and |derived - source| error maps",
-            )
-        )
+
+
+def _toolbar(metrics: list[str], has_grid: bool) -> str:
+    opts = "".join(f'<option value="{m}">{html.escape(CHOICES[m])}</option>' for m in metrics)
+    links = [("summary", "summary")]
+    links += [("grid", "grid")] if has_grid else []
+    links += [("robustness", "robustness"), ("results", "all results"), ("details", "ROC")]
+    nav = " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links)
+    return (
+        f'<div class="bar"><label>metric <select id="metric">{opts}</select></label> '
+        f"&nbsp; {nav}</div>"
+    )
+
+
+def render_html(
+    result: RunResult,
+    out_dir: Path,
+    model: ReportModel | None = None,
+    figs: list[Figure] | None = None,
+) -> tuple[str, list[Path]]:
+    """The page's HTML and the PNG files written beside it (``figs`` already drawn, or drawn
+    here into ``out_dir/figures``)."""
+    model = model or build_model(result)
+    if figs is None:
+        figs = draw_figures(model, result, out_dir / "figures")
+    metrics = [m for m in CHOICES if any(m in ms for ms in model.metrics.values())]
+    metrics = metrics or ["balanced_accuracy"]
+    embed = _Embed()
+    parts = [*_header(result), _toolbar(metrics, bool(model.axes))]
+    parts += _summary(result, model, metrics)
+    grid = [f for f in figs if f.section == "grid"]
+    intro = (
+        "How the metric moves along each grid axis, per pipeline, task and condition "
+        f"({', '.join(f'{a.short} = {a.path}' for a in model.axes)})."
+    )
+    parts += _figures_section("The grid", "grid", grid, metrics, embed, intro)
+    robust = [f for f in figs if f.section == "robustness"]
+    intro = "Each pipeline at its best cell, under every test condition."
+    parts += _figures_section("Robustness", "robustness", robust, metrics, embed, intro)
+    parts += _quality(result, model, out_dir, embed)
+    parts += _all_results(model)
+    parts += _details(model, [f for f in figs if f.section == "details"], embed)
+    parts += _images(result, out_dir / "figures", embed)
+    parts += _tail(result, model)
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>fzoo report: {html.escape(result.experiment.name)}</title>"
+        f"<style>{_CSS}{_metric_css(metrics)}</style></head>"
+        f'<body data-metric="{metrics[0]}">{"".join(parts)}'
+        f"<script>{TABLE_JS}{_METRIC_JS}</script></body></html>"
+    )
+    return page, list(dict.fromkeys([f.path for f in figs] + list(embed.cache)))
+
+
+def _tail(result: RunResult, model: ReportModel) -> list[str]:
+    axes = model.axis_paths
+    parts = []
     failed = [r for r in result.rows if "error" in r]
     if failed:
-        parts += [
-            "<h2>Failed cells</h2>",
-            _table(
-                failed,
-                [*grid_cols, "pipeline", "task", "condition", "error"],
-                {*grid_cols, "pipeline", "task", "condition", "error"},
-            ),  # fmt: skip
-        ]
+        cols = [*axes, "pipeline", "task", "condition", "error"]
+        parts += ["<h2>Failed cells</h2>", table(failed, cols, set(cols), headers=_short(model))]
     parts.append("<h2>Skipped files</h2>")
     if result.skipped:
         cols = ["path", "label", "condition", "reason"]
-        parts.append(_table(result.skipped, cols, set(cols)))
+        parts.append(table(result.skipped, cols, set(cols)))
     else:
         parts.append("<p>None.</p>")
     parts += [
         "<h2>Metadata</h2>",
         "<details><summary>seeds, versions, fingerprints, cache</summary><pre>",
-        html.escape(json.dumps(meta, indent=2, default=str)),
+        html.escape(json.dumps(result.meta, indent=2, default=str)),
         "</pre></details>",
     ]
-    page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>fzoo report: {html.escape(spec.name)}</title><style>{_CSS}</style></head>"
-        f"<body>{''.join(parts)}<script>{_SORT_JS}</script></body></html>"
-    )
-    return page, figs.saved
+    return parts
