@@ -121,6 +121,11 @@ def short(value: Any, limit: int = 200) -> str:
     return f"{text[:limit]}... ({len(text)} chars)"
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters, with its full length when cut."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
 _INT = re.compile(r"[-+]?[0-9][0-9_]*")
 
 
@@ -677,10 +682,10 @@ def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> l
         path = (*prefix, *(("from" if p == "from_" else p) for p in loc))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key {loc[-1]!r}"
+            msg = f"unknown key {short(loc[-1])}"
         elif err["type"] == "missing":
-            msg = f"missing required key {loc[-1]!r}"
-        where = ".".join(str(p) for p in path) or "(top level)"
+            msg = f"missing required key {short(loc[-1])}"
+        where = _cut(".".join(str(p) for p in path)) or "(top level)"
         got = err.get("input")
         tail = ""
         if err["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict | list):
@@ -828,7 +833,7 @@ def validate_components(
             for err in exc.errors():
                 key = err["loc"][0] if err["loc"] else None
                 if err["type"] == "extra_forbidden":
-                    msg = f"{comp.name}: unknown parameter {key!r}"
+                    msg = f"{short(comp.name)}: unknown parameter {short(key)}"
                     from fzoo.plugin_manager import get_registry
 
                     reg = get_registry()

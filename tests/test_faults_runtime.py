@@ -29,14 +29,14 @@ from fzoo.plugin_manager import register_plugin, unregister_plugin
 
 from .conftest import make_class_folder
 
-RUNNER = (
-    "import resource, sys\n"
+RUNNER = (  # VmHWM: ru_maxrss would carry over the forking pytest process's size
+    "import sys\n"
     "from fzoo.cli import main\n"
     "try:\n"
     "    code = main(sys.argv[1:])\n"
     "finally:\n"
-    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "    print(f'PEAK_KB {peak}', file=sys.stderr)\n"
+    "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "    print(f'PEAK_KB {status.split()[0]}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 

@@ -1,7 +1,7 @@
 """Hostile experiment files: every limit is checked before work starts, with a clear message.
 
 Each case runs the real ``fzoo`` command in a subprocess with a time bound and, where memory is
-the attack, reports the child's peak memory (``ru_maxrss``). A message must be
+the attack, reports the child's peak memory (``VmHWM``). A message must be
 ``FILE:LINE:COL: ...`` (or one ``fzoo ...`` line) naming the number found, the limit and how to
 raise it; never a traceback. Names that would become paths outside ``--out`` are refused by the
 schema, and the runner itself keeps every saved pipeline under ``--out`` even for a spec that
@@ -29,14 +29,14 @@ LOCATED = re.compile(r"^\S.*:\d+:\d+: \S")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FZOO_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 # the fzoo CLI, reporting its own peak memory (kB) on the last stderr line
-RUNNER = (
-    "import resource, sys\n"
+RUNNER = (  # VmHWM: ru_maxrss would carry over the forking pytest process's size
+    "import sys\n"
     "from fzoo.cli import main\n"
     "try:\n"
     "    code = main(sys.argv[1:])\n"
     "finally:\n"
-    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "    print(f'PEAK_KB {peak}', file=sys.stderr)\n"
+    "    status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "    print(f'PEAK_KB {status.split()[0]}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
