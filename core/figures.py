@@ -42,9 +42,11 @@ def radial_residual_spectrum(pixels: np.ndarray, bins: int = 48) -> np.ndarray:
     return np.log10(sums / np.maximum(counts, 1) + 1e-12)
 
 
-def save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path, tight: bool = True) -> Path:
+    """Write ``fig`` as a PNG and close it; ``tight=False`` keeps the figure's own margins
+    (much faster for a figure of many panels)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110 if tight else 100, bbox_inches="tight" if tight else None)
     _plt().close(fig)
     return path
 

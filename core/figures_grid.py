@@ -15,15 +15,28 @@ Panel = dict[str, Any]
 _DASHES = (0, (4, 2))
 
 
-def _grid(n_rows: int, n_cols: int, w: float, h: float, sharey: bool = True) -> tuple[Any, Any]:
+def _grid(
+    n_rows: int,
+    n_cols: int,
+    w: float,
+    h: float,
+    sharey: bool = True,
+    *,
+    top: float = 0.75,
+    right: float = 0.2,
+    gap: tuple[float, float] = (0.45, 0.75),
+) -> tuple[Any, Any]:
+    """A figure of ``n_rows`` x ``n_cols`` panels of ``w`` x ``h`` inches with fixed margins
+    (in inches: no tight layout, which costs more than drawing on a figure of many panels)."""
     plt = _plt()
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(0.4 + w * n_cols, 0.5 + h * n_rows),
-        squeeze=False,
-        sharey=sharey,
-    )
+    left, bottom = 0.75, 0.75
+    width = left + right + n_cols * w + (n_cols - 1) * gap[0]
+    height = top + bottom + n_rows * h + (n_rows - 1) * gap[1]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False, sharey=sharey)
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height,
+        top=1 - top / height, wspace=gap[0] / w, hspace=gap[1] / h,
+    )  # fmt: skip
     return fig, axes
 
 
@@ -106,7 +119,6 @@ def _legend(fig: Any, axes: Any) -> None:
             frameon=False,
             bbox_to_anchor=(0.5, 1.0),
         )
-    fig.tight_layout(rect=(0, 0, 1, 0.93 if len(axes) < 3 else 0.96))
 
 
 def heatmaps_figure(rows: list[list[Panel]], vmin: float, metric: str) -> Any:
@@ -114,7 +126,9 @@ def heatmaps_figure(rows: list[list[Panel]], vmin: float, metric: str) -> Any:
     ``ylabels``/``xlabels`` (a single ``any`` where the axis does not touch the pipeline),
     ``ylabel``/``xlabel`` and ``values`` (2-D, NaN where missing)."""
     n_cols = max(len(r) for r in rows)
-    fig, axes = _grid(len(rows), n_cols, 2.5, 2.1, sharey=False)
+    fig, axes = _grid(
+        len(rows), n_cols, 2.3, 1.9, sharey=False, top=0.4, right=1.0, gap=(0.75, 0.75)
+    )
     im = None
     for i, panels in enumerate(rows):
         for j in range(n_cols):
@@ -134,9 +148,10 @@ def heatmaps_figure(rows: list[list[Panel]], vmin: float, metric: str) -> Any:
             ax.set_xlabel(p["xlabel"], fontsize=7)
             ax.set_ylabel(p["ylabel"], fontsize=7)
             ax.set_title(p["title"], fontsize=8)
-    fig.tight_layout()
     if im is not None:
-        fig.colorbar(im, ax=axes, fraction=0.02, label=metric)
+        width, height = fig.get_size_inches()
+        bar = fig.add_axes((1 - 0.75 / width, 0.3, 0.12 / width, 0.4))
+        fig.colorbar(im, cax=bar, label=metric)
     return fig
 
 
@@ -221,7 +236,7 @@ def roc_grid_figure(panels: list[Panel]) -> Any:
     ``curves`` with ``label``, ``fpr``, ``tpr``, ``auc``)."""
     n_cols = _cols(len(panels))
     n_rows = math.ceil(len(panels) / n_cols)
-    fig, axes = _grid(n_rows, n_cols, 2.4, 2.3)
+    fig, axes = _grid(n_rows, n_cols, 2.2, 2.1, top=0.4)
     for k, ax in enumerate(axes.flat):
         if k >= len(panels):
             ax.axis("off")
@@ -238,7 +253,6 @@ def roc_grid_figure(panels: list[Panel]) -> Any:
         ax.legend(fontsize=6, loc="lower right")
     fig.supxlabel("false positive rate", fontsize=8)
     fig.supylabel("true positive rate", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -249,7 +263,7 @@ def confusion_grid_figure(panels: list[Panel]) -> Any:
     n_rows = math.ceil(len(panels) / n_cols)
     n_labels = max(len(p["labels"]) for p in panels)
     side = 1.0 + 0.5 * n_labels
-    fig, axes = _grid(n_rows, n_cols, side, side, sharey=False)
+    fig, axes = _grid(n_rows, n_cols, side, side, sharey=False, top=0.4, gap=(0.6, 0.9))
     for k, ax in enumerate(axes.flat):
         if k >= len(panels):
             ax.axis("off")
@@ -274,5 +288,4 @@ def confusion_grid_figure(panels: list[Panel]) -> Any:
         ax.set_title(p["title"], fontsize=7)
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("true", fontsize=8)
-    fig.tight_layout()
     return fig

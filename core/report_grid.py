@@ -5,6 +5,7 @@ confusion-matrix grids. Metric figures are drawn for each metric a reader can ch
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fzoo.components import stable_hash
-from fzoo.report_model import ANY, CHOICES, Axis, ReportModel, key, label
+from fzoo.report_model import ANY, CHOICES, Axis, ReportModel, finite, key, label
 
 MAX_CONDITIONS = 6  # panels per row of a small-multiple figure
 MAX_CELLS = 12  # ROC / confusion panels per pipeline and task
@@ -48,7 +49,7 @@ class Drawer:
     def save(self, fig: Any, name: str, caption: str, section: str, **kw: Any) -> None:
         from fzoo import figures
 
-        path = figures.save(fig, self.folder / f"{name}.png")
+        path = figures.save(fig, self.folder / f"{name}.png", tight=False)
         self.figures.append(Figure(name, path, caption, section, **kw))
 
     def metrics(self) -> list[str]:
@@ -60,26 +61,12 @@ class Drawer:
     ) -> list[float | None]:
         """The metric along ``axis`` with the other axes held at the ``anchor`` cell."""
         m = self.model
-        free = m.untouched.get(pipeline, set())
-        fixed = m.cell_values(anchor)
+        fixed = dict(m.cell_values(anchor))
         out: list[float | None] = []
         for v in axis.values:
-            want = {a.path: key(fixed[a.path]) for a in m.axes if a.path not in free}
-            want[axis.path] = key(v)
-            row = next(
-                (
-                    r
-                    for r in m.rows
-                    if r["pipeline"] == pipeline
-                    and r["task"] == task
-                    and r["condition"] == condition
-                    and all(key(r.get(p)) == k for p, k in want.items())
-                ),
-                None,
-            )
-            out.append(
-                None if row is None else m.value(row["cell"], pipeline, task, condition, metric)
-            )
+            fixed[axis.path] = v
+            row = m.row_at(pipeline, task, condition, fixed)
+            out.append(None if row is None else finite(row.get(metric)))
         return out
 
     def axis_figures(self, metric: str) -> None:
@@ -120,6 +107,22 @@ class Drawer:
             )
             self.save(fig, slug("axis", axis.short, metric), caption, "grid", metric=metric)
 
+    def reference_and_hardest(self, task: str, metric: str) -> list[str]:
+        """The reference condition and the one with the lowest mean metric over all rows."""
+        m = self.model
+        ref = m.reference(task)
+        means = []
+        for cond in m.conditions[task]:
+            vals = [
+                v
+                for r in m.unique_rows
+                if (r["task"], r["condition"]) == (task, cond)
+                and (v := m.value(r["cell"], r["pipeline"], task, cond, metric)) is not None
+            ]
+            if cond != ref and vals:
+                means.append((sum(vals) / len(vals), cond))
+        return [ref, min(means)[1]] if means else [ref]
+
     def heatmaps(self, metric: str) -> None:
         from fzoo.figures_grid import heatmaps_figure
 
@@ -127,6 +130,7 @@ class Drawer:
         ya, xa = m.axes
         for task in (t for t in m.tasks if metric in m.metrics[t]):
             rows = []
+            conds = self.reference_and_hardest(task, metric)
             for p in m.pipelines[:MAX_PIPELINES_HEATMAP]:
                 free = m.untouched.get(p, set())
                 ys = [ANY] if ya.path in free else ya.labels
@@ -134,16 +138,11 @@ class Drawer:
                 yv = ya.values[:1] if ya.path in free else ya.values
                 xv = xa.values[:1] if xa.path in free else xa.values
                 panels = []
-                for cond in m.conditions[task][:MAX_CONDITIONS]:
+                for cond in conds:
                     values = np.full((len(yv), len(xv)), np.nan)
-                    for r in m.rows:
-                        if (r["pipeline"], r["task"], r["condition"]) != (p, task, cond):
-                            continue
-                        ky, kx = key(r.get(ya.path)), key(r.get(xa.path))
-                        i = 0 if ya.path in free else [key(v) for v in yv].index(ky)
-                        j = 0 if xa.path in free else [key(v) for v in xv].index(kx)
-                        v = m.value(r["cell"], p, task, cond, metric)
-                        if v is not None:
+                    for (i, vy), (j, vx) in itertools.product(enumerate(yv), enumerate(xv)):
+                        row = m.row_at(p, task, cond, {ya.path: vy, xa.path: vx})
+                        if row is not None and (v := finite(row.get(metric))) is not None:
                             values[i, j] = v
                     if np.isnan(values).all():
                         continue
@@ -165,7 +164,8 @@ class Drawer:
             fig = heatmaps_figure(rows, vmin, CHOICES[metric])
             caption = (
                 f"{CHOICES[metric]} over {ya.short} x {xa.short}, task {task}: a row per pipeline, "
-                f"a column per condition; '{ANY}' where an axis does not affect the pipeline"
+                f"a column per condition ({' and the hardest, '.join(conds)}); '{ANY}' where an "
+                "axis does not affect the pipeline"
             )
             self.save(fig, slug("heatmap", task, metric), caption, "grid", metric=metric, task=task)
 

@@ -124,6 +124,14 @@ class ReportModel:
     untouched: dict[str, set[str]]
     metrics: dict[str, list[str]] = field(default_factory=dict)
     rows_by: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
+    by_values: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
+
+    def row_at(
+        self, pipeline: str, task: str, condition: str, values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The row of ``pipeline`` in the cell with these axis values."""
+        k = (pipeline, task, condition, *(key(values.get(a.path)) for a in self.axes))
+        return self.by_values.get(k)
 
     @property
     def axis_paths(self) -> list[str]:
@@ -154,8 +162,11 @@ class ReportModel:
         )
 
     def cell_values(self, cell: str) -> dict[str, Any]:
-        row = next((r for r in self.rows if r["cell"] == cell), {})
-        return {a.path: row.get(a.path) for a in self.axes}
+        if not hasattr(self, "_cells"):
+            self._cells: dict[str, dict[str, Any]] = {}
+            for r in self.rows:
+                self._cells.setdefault(r["cell"], {a.path: r.get(a.path) for a in self.axes})
+        return self._cells.get(cell, {a.path: None for a in self.axes})
 
     def cell_label(self, cell: str, pipeline: str) -> str:
         """``quality=50, C=1`` for the axes that touch ``pipeline`` (empty without a grid)."""
@@ -320,6 +331,10 @@ def build_model(result: RunResult) -> ReportModel:
         metrics=metrics,
     )
     model.rows_by = {(r["cell"], r["pipeline"], r["task"], r["condition"]): r for r in ok}
+    model.by_values = {
+        (r["pipeline"], r["task"], r["condition"], *(key(r.get(a.path)) for a in axes)): r
+        for r in ok
+    }
     return model
 
 
