@@ -194,6 +194,7 @@ def parallel_figure(panels: list[Panel], axis_names: list[str], pipelines: list[
                 )
         ax.set_xticks(range(n + 1), [*axis_names, p["metric"]], fontsize=7, rotation=20)
         ax.set_ylim(0, 1.02)
+        ax.yaxis.tick_right()  # the y scale is the metric's, the last axis
         ax.tick_params(axis="y", labelsize=7)
         ax.set_title(p["title"], fontsize=8)
     _legend(fig, axes)

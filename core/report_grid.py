@@ -195,7 +195,8 @@ class Drawer:
             fig = parallel_figure(panels, [a.short for a in m.axes], m.pipelines)
             caption = (
                 f"parallel coordinates, task {task}: one line per grid cell and pipeline through "
-                f"its values of {', '.join(a.short for a in m.axes)} to its {CHOICES[metric]}"
+                f"its values of {', '.join(a.short for a in m.axes)} to its {CHOICES[metric]} (a "
+                "pipeline an axis does not affect is drawn once, at that axis' first value)"
             )
             self.save(
                 fig, slug("parallel", task, metric), caption, "grid", metric=metric, task=task

@@ -54,6 +54,7 @@ ol.foot li.h{font-style:italic}.count{font-size:12px;color:#555;margin:2px 0}
 border-bottom:1px solid #eee}
 details{margin:4px 0}summary{cursor:pointer;font-weight:600}
 .m{display:none}
+#quality,#results,#details,#images{content-visibility:auto;contain-intrinsic-size:auto 1200px}
 pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 """
 
@@ -105,7 +106,10 @@ def _figures_section(
 ) -> list[str]:
     if not figs:
         return []
-    per_metric = {m: "".join(embed(f) for f in figs if f.metric == m) for m in metrics}
+    # the default metric's figures load with the page, the others when chosen
+    per_metric = {
+        m: "".join(embed(f, lazy=m != metrics[0]) for f in figs if f.metric == m) for m in metrics
+    }
     return [
         f'<section id="{ident}"><h2>{title}</h2><p class="note">{intro}</p>',
         _by_metric(per_metric, metrics),

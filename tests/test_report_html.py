@@ -282,8 +282,9 @@ grid:
   pipelines.p1.classifier.params.C: [0.01, 0.1, 1.0, 10.0, 100.0]
   data.derive.0.perturbations.0.params.quality: [30, 50, 70, 80, 90]
 """
+    # both axes touch every pipeline: all 1,000 rows are in the table
     touches = {
-        "pipelines.p1.classifier.params.C": {"p1"},
+        "pipelines.p1.classifier.params.C": {"*"},
         "data.derive.0.perturbations.0.params.quality": {"*"},
     }
     result = synthetic_result(yaml, tmp_path, touches, details=False)
@@ -291,6 +292,7 @@ grid:
     write_report(result, tmp_path / "out")
     out, stderr = drive(tmp_path / "out", tmp_path / "profile")
     _check_driven(out, stderr, {"p1", "p2", "p3", "p4"})
+    assert out["count"] == "250 of 1000 rows"
     assert out["load_ms"] < 1000, out["load_ms"]
     (ROOT / "build").mkdir(exist_ok=True)
     (ROOT / "build" / "report-load-ms.txt").write_text(f"{out['load_ms']:.0f}\n")
