@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,8 @@ th[data-order=asc]::after{content:' ▲'}th[data-order=desc]::after{content:' �
 tr.filters td{background:#fafafa}select{font-size:12px;max-width:14em}
 .scroll{overflow-x:auto;max-height:80vh}
 figure{display:inline-block;margin:6px;vertical-align:top;max-width:100%}
-figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:12px;color:#555;max-width:60em}
+figure img{width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:12px;color:#555}
 .meta{font-size:12px;color:#555;margin:.3em 0}.meta span{margin-right:1.2em}
 .reading{margin:.2em 0 .6em;font-size:14px}.note{color:#777;font-size:13px}
 ol.foot{font-size:12px;color:#555;margin:0;padding-left:1.2em;list-style:none}
@@ -70,13 +71,18 @@ class _Embed:
         self.cache: dict[Path, str] = {}
 
     def __call__(self, fig: Figure, lazy: bool = False) -> str:
+        raw = fig.path.read_bytes()
         data = self.cache.get(fig.path)
         if data is None:
-            data = self.cache[fig.path] = base64.b64encode(fig.path.read_bytes()).decode()
+            data = self.cache[fig.path] = base64.b64encode(raw).decode()
+        # the PNG's own size: the figure is laid out before the image is decoded, and its
+        # caption wraps at the image's width
+        width, height = struct.unpack(">II", raw[16:24])
         cap = html.escape(fig.caption)
         load = ' loading="lazy"' if lazy else ""
         return (
-            f'<figure><img alt="{cap}"{load} src="data:image/png;base64,{data}">'
+            f'<figure style="width:{width}px"><img alt="{cap}"{load} width="{width}" '
+            f'height="{height}" src="data:image/png;base64,{data}">'
             f"<figcaption>{cap}</figcaption></figure>"
         )
 
@@ -276,12 +282,22 @@ def _header(result: RunResult) -> list[str]:
     ]
 
 
-def _toolbar(metrics: list[str], has_grid: bool) -> str:
+_NAV = {
+    "summary": "summary",
+    "grid": "grid",
+    "robustness": "robustness",
+    "quality": "quality",
+    "results": "all results",
+    "details": "ROC and confusion",
+    "images": "images",
+}
+
+
+def _toolbar(metrics: list[str], page: str) -> str:
     opts = "".join(f'<option value="{m}">{html.escape(CHOICES[m])}</option>' for m in metrics)
-    links = [("summary", "summary")]
-    links += [("grid", "grid")] if has_grid else []
-    links += [("robustness", "robustness"), ("results", "all results"), ("details", "ROC")]
-    nav = " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links)
+    nav = " · ".join(
+        f'<a href="#{a}">{t}</a>' for a, t in _NAV.items() if f'<section id="{a}">' in page
+    )
     return (
         f'<div class="bar"><label>metric <select id="metric">{opts}</select></label> '
         f"&nbsp; {nav}</div>"
@@ -302,8 +318,7 @@ def render_html(
     metrics = [m for m in CHOICES if any(m in ms for ms in model.metrics.values())]
     metrics = metrics or ["balanced_accuracy"]
     embed = _Embed()
-    parts = [*_header(result), _toolbar(metrics, bool(model.axes))]
-    parts += _summary(result, model, metrics)
+    parts = _summary(result, model, metrics)
     grid = [f for f in figs if f.section == "grid"]
     intro = (
         "How the metric moves along each grid axis, per pipeline, task and condition "
@@ -318,11 +333,13 @@ def render_html(
     parts += _details(model, [f for f in figs if f.section == "details"], embed)
     parts += _images(result, out_dir / "figures", embed)
     parts += _tail(result, model)
+    body = "".join(parts)
+    body = "".join([*_header(result), _toolbar(metrics, body), body])
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>fzoo report: {html.escape(result.experiment.name)}</title>"
         f"<style>{_CSS}{_metric_css(metrics)}</style></head>"
-        f'<body data-metric="{metrics[0]}">{"".join(parts)}'
+        f'<body data-metric="{metrics[0]}">{body}'
         f"<script>{TABLE_JS}{_METRIC_JS}</script></body></html>"
     )
     return page, list(dict.fromkeys([f.path for f in figs] + list(embed.cache)))

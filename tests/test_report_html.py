@@ -63,7 +63,7 @@ def _tables(page: str) -> list[tuple[int, int]]:
 
 
 def _first_figure(page: str) -> int:
-    return page.index("<figure>")
+    return page.index("<figure")
 
 
 def _sections(page: str) -> list[str]:
