@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fzoo.components import stable_hash
-from fzoo.report_model import ANY, CHOICES, Axis, ReportModel, finite, key, label
+from fzoo.report_model import ANY, CHOICES, Axis, ReportModel, finite, key
 
 MAX_CONDITIONS = 6  # panels per row of a small-multiple figure
 MAX_CELLS = 12  # ROC / confusion panels per pipeline and task
@@ -303,7 +303,3 @@ class Drawer:
 def draw_figures(model: ReportModel, result: Any, folder: Path) -> list[Figure]:
     """Draw every figure of the report into ``folder``; returns them in page order."""
     return Drawer(model, result, folder).all()
-
-
-def cell_text(model: ReportModel, cell: str, pipeline: str) -> str:
-    return model.cell_label(cell, pipeline) or label(cell)
