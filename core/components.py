@@ -43,6 +43,15 @@ def stable_hash(obj: Any, length: int = 20) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+_PROVENANCE: dict[str, dict[str, Any]] = {}
+
+
+def provenance_of(fingerprint: str) -> dict[str, Any] | None:
+    """``{"component", "weights": {file: sha256}, ...}`` of a weight-bearing component whose
+    fingerprint this process computed (None for components without weights)."""
+    return _PROVENANCE.get(fingerprint)
+
+
 class Component:
     """Base of every component. Subclasses set ``name``, ``description`` and a nested ``Params``."""
 
@@ -59,9 +68,24 @@ class Component:
         """The validated parameters as plain JSON-compatible values."""
         return self.params.model_dump(mode="json")
 
+    #: Parameters that say where the weights are (a path or a hub id). When the component reports
+    #: weight hashes, their values (but None and booleans) are left out of :meth:`fingerprint`:
+    #: the files' content identifies the weights, not the spelling of the path (``w/taef2``,
+    #: ``w/./taef2/`` and a symlink to it are the same weights; a changed file is not).
+    weight_params: ClassVar[tuple[str, ...]] = ("weights",)
+
     def weight_hashes(self) -> dict[str, str]:
-        """sha256 of every weight file this component uses (empty when it has none)."""
+        """sha256 of every weight file this component uses (empty when it has none).
+
+        Use :func:`fzoo.weight_hashes` (content hashes cached by resolved path, size and mtime)."""
         return {}
+
+    def provenance(self) -> dict[str, Any]:
+        """What results record about this component's weights: ``{"weights": {file: sha256}}``
+        (empty for a component without weights). Plugins add what they resolved at run time
+        (``taesd``: the ``variant`` actually loaded)."""
+        hashes = self.weight_hashes()
+        return {"weights": hashes} if hashes else {}
 
     def note(self, message: str) -> None:
         """Record something the results must mention (e.g. an image cropped to a multiple of 8)."""
@@ -72,18 +96,34 @@ class Component:
         notes: list[str] = self.__dict__.pop("_notes", [])
         return notes
 
-    def fingerprint(self) -> str:
-        """Stable hash of class, version, parameters and weight hashes: the cache identity."""
+    def fingerprint(self, *, with_paths: bool = False) -> str:
+        """Stable hash of class, version, parameters and weight hashes: the cache identity.
+
+        Components without weights hash their parameters as they are. With weights, the values
+        of :attr:`weight_params` (but None and booleans) are replaced by a marker: the weights'
+        content hashes stand for them, so the same files under another path share cache entries.
+        ``with_paths``: the older fingerprint that hashed those values too (saved pipelines of
+        earlier versions are checked against it). A weight-bearing component's
+        :meth:`provenance` is remembered under its fingerprint (:func:`provenance_of`).
+        """
         cls = type(self)
-        return stable_hash(
+        hashes = self.weight_hashes()
+        params = self.get_params()
+        if hashes and not with_paths:
+            located = [k for k, v in params.items() if v is not None and not isinstance(v, bool)]
+            params |= {k: "<sha256>" for k in located if k in cls.weight_params}
+        fp = stable_hash(
             {
                 "class": f"{cls.__module__}.{cls.__qualname__}",
                 "name": cls.name,
                 "version": cls.version,
-                "params": self.get_params(),
-                "weights": self.weight_hashes(),
+                "params": params,
+                "weights": hashes,
             }
         )
+        if hashes and fp not in _PROVENANCE:
+            _PROVENANCE[fp] = {"component": cls.name, **self.provenance()}
+        return fp
 
     @classmethod
     def params_schema(cls) -> dict[str, Any]:

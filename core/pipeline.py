@@ -36,6 +36,9 @@ class SavedPipeline:
     cell: str = ""
     format_version: int = FORMAT_VERSION
     fzoo_version: str = field(default_factory=lambda: __import__("fzoo").__version__)
+    #: ``{"features[j]:<name>": {file: sha256}}`` for the extractors that have weights (absent in
+    #: files written before it existed)
+    weights: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -100,6 +103,7 @@ class _PipelineFile(BaseModel):
     cell: str = Field("", max_length=1000)
     format_version: Literal[1]
     fzoo_version: str = Field(max_length=100)
+    weights: dict[str, dict[str, str]] = Field(default_factory=dict, max_length=100)
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -167,7 +171,7 @@ def load_pipeline(directory: str | Path) -> LoadedPipeline:
             if not (state / "COMPLETE").exists():
                 raise ValueError(f"{meta_path}: the fitted state of {spec['name']!r} is missing")
             ext.load_state(state)
-        if ext.fingerprint() != fp:
+        if fp not in (ext.fingerprint(), ext.fingerprint(with_paths=True)):  # older files: paths
             raise ValueError(
                 f"{meta_path}: feature extractor {spec['name']!r} now has fingerprint "
                 f"{ext.fingerprint()} but the pipeline was trained with {fp} (plugin version or "

@@ -151,15 +151,64 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=256)
+HASH_CACHE = "weight-sha256"
+"""Folder of the fzoo cache dir holding one small file per hashed weight file."""
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _hash_cache_file(path: str, size: int, mtime_ns: int) -> Path | None:
+    """Where the sha256 of ``path`` at (size, mtime) is kept; None when no cache dir is usable."""
+    from fzoo.cache import default_cache_dir
+
+    try:
+        root = default_cache_dir() / HASH_CACHE
+    except (RuntimeError, OSError):  # no home folder
+        return None
+    key = hashlib.sha256(f"{path}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape"))
+    return root / f"{key.hexdigest()[:40]}.txt"
+
+
+@lru_cache(maxsize=1024)
 def _cached_sha(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
+    cached = _hash_cache_file(path, size, mtime_ns)
+    if cached is not None:
+        try:
+            text = cached.read_text().strip()
+            if _HEX64.match(text):
+                return text
+        except OSError:
+            pass
+    digest = sha256_file(path)
+    if cached is not None:
+        try:  # best effort: a read-only cache only costs a re-hash next time
+            from fzoo.fsutil import atomic_write_bytes
+
+            atomic_write_bytes(cached, (digest + "\n").encode())
+        except OSError:
+            pass
+    return digest
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's content, hashed once per (resolved path, size, mtime_ns).
+
+    The digest is memoised in memory and in the fzoo cache dir (``$FZOO_CACHE_DIR/weight-sha256``),
+    so a multi-gigabyte checkpoint is read once, not at every fingerprint or every run. A changed
+    file (new size or mtime) is hashed again; the path is resolved, so a symlink, ``./`` or a
+    trailing slash name the same entry.
+    """
+    real = Path(path).resolve()
+    st = real.stat()
+    return _cached_sha(str(real), st.st_size, st.st_mtime_ns)
 
 
 def weight_hashes(path: str | os.PathLike[str]) -> dict[str, str]:
     """sha256 of every weight/config file under ``path`` (or of ``path`` itself), by relative name.
 
-    Hashes are memoised per (path, size, mtime), so fingerprints stay cheap after the first call.
+    Names are relative to ``path`` (a single file: its name), so the same files reached through
+    another spelling of the path or a symlink give the same dict. Hashes come from
+    :func:`file_sha256` (content, cached by resolved path, size and mtime).
     """
     p = Path(path)
     files = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
@@ -167,9 +216,8 @@ def weight_hashes(path: str | os.PathLike[str]) -> dict[str, str]:
     for f in files:
         if f.suffix not in WEIGHT_SUFFIXES:
             continue
-        st = f.stat()
         name = f.name if p.is_file() else f.relative_to(p).as_posix()
-        out[name] = _cached_sha(str(f), st.st_size, st.st_mtime_ns)
+        out[name] = file_sha256(f)
     return out
 
 

@@ -91,6 +91,7 @@ class _TimmBase(fzoo.FeatureExtractor):
     """Shared machinery: weights resolution, model creation, preprocessing, pooling."""
 
     version = "1"
+    weight_params = ("pretrained",)  # a checkpoint path: its content hash in the fingerprint
 
     class Params(fzoo.Params):
         model: str = Field("resnet18", description="timm model name, e.g. resnet18")

@@ -173,6 +173,7 @@ class TinyLDM(fzoo.Generator):
     )
     version = "1"
     supports_img2img: ClassVar[bool] = True
+    weight_params = ("weights", "vae")  # content hashes in the fingerprint, not paths
 
     class Params(fzoo.Params):
         weights: str | None = Field(

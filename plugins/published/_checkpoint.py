@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pickle
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -25,7 +24,7 @@ from pydantic import Field
 
 import fzoo
 from fzoo.weights import WeightsNotFoundError, parse_hub_ref
-from fzoo.weights import sha256_file as _sha256_stream
+from fzoo.weights import file_sha256 as _file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -50,15 +49,10 @@ class CheckpointError(ValueError):
 
 
 # --------------------------------------------------------------------------- files and hashes
-@lru_cache(maxsize=64)
-def _cached_sha(path: str, size: int, mtime_ns: int) -> str:
-    return _sha256_stream(path)
-
-
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file (memoised per path, size and mtime; reuses ``fzoo.weights``)."""
-    st = os.stat(path)
-    return _cached_sha(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    """Hex sha256 of a file: ``fzoo.weights.file_sha256`` (cached by resolved path, size and
+    mtime, in memory and in the fzoo cache dir, so a checkpoint is hashed once)."""
+    return _file_sha256(path)
 
 
 def _missing_message(weights: str, *, detector: str, filename: str, url: str, why: str) -> str:

@@ -68,6 +68,7 @@ class UnivFD(PublishedDetector):
     name = "univfd"
     description = "Ojha et al. CVPR 2023 UnivFD: CLIP ViT-L/14 + linear probe; score = logit"
     version = "1"
+    weight_params = ("weights", "backbone")  # content hashes in the fingerprint, not paths
     paper = (
         'U. Ojha, Y. Li, Y. J. Lee, "Towards universal fake image detectors that generalize '
         'across generative models", CVPR 2023'

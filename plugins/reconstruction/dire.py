@@ -109,6 +109,7 @@ class DIRE(fzoo.FeatureExtractor):
     name = "dire"
     description = "DDIM inversion + reconstruction error map, pooled (DIRE, Wang et al. ICCV 2023)"
     version = "1"
+    weight_params = ("unet", "vae_weights")  # content hashes in the fingerprint, not paths
 
     class Params(fzoo.Params):
         unet: str = Field(

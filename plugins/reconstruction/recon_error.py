@@ -136,6 +136,7 @@ class ReconError(fzoo.FeatureExtractor):
     name = "recon-error"
     description = "Autoencoder round-trip error maps, pooled; min over AEs (AEROBLADE, CVPR 2024)"
     version = "1"
+    weight_params = ("launderers",)  # each launderer's fingerprint stands for its spec
 
     class Params(fzoo.Params):
         launderers: list[LaundererSpec] = Field(
