@@ -60,6 +60,14 @@ _MULTIPLE_HELP = (
     "output is smaller) or 'pad' (edge replication, laundered, cropped back to the input "
     "size). Never resampled; reported in the notes."
 )
+_TILE_HELP = (
+    "Tile images with a side larger than this (pixels, multiple of 32): overlapped tiles "
+    "(25% overlap, linear blending of the seams, as diffusers' VAE tiling), so memory is "
+    "bounded by the tile, not the image; results differ slightly near seams. null: never tile."
+)
+TAESD_URL = "https://github.com/madebyollin/taesd/raw/main"
+"""Where Bohan's original TAESD-family state dicts are published (MIT)."""
+
 _BATCH_HELP = (
     "Images per forward pass. null: automatic, as many as fit in 256x256 pixels (16 at 64x64, "
     "1 at 256x256 and above). Batched float32 convolutions can differ from unbatched ones in "
@@ -90,6 +98,7 @@ class _RoundTrip(fzoo.Launderer):
     """
 
     multiple = 8
+    weight_params = ("weights", "config")  # their content hashes are in the fingerprint
 
     class Params(fzoo.Params):
         weights: str
@@ -311,12 +320,7 @@ class SDVAELaunderer(_RoundTrip):
         iterations: int = Field(1, ge=1, le=100, description="Number of repeated round trips.")
         multiple_mode: MultipleMode = Field("crop", description=_MULTIPLE_HELP)
         tile_size: int | None = Field(
-            None,
-            ge=64,
-            le=16_384,
-            multiple_of=32,
-            description="Tile images with a side larger than this (pixels, multiple of 32) with "
-            "diffusers' overlapped VAE tiling; null: never tile.",
+            None, ge=64, le=16_384, multiple_of=32, description=_TILE_HELP
         )
         batch_size: int | None = Field(None, ge=1, le=4096, description=_BATCH_HELP)
         device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda:0'...")
@@ -454,6 +458,9 @@ class TAESDLaunderer(_RoundTrip):
       ``variant``.
 
     The latents stay in the model's own scale (``scaling_factor`` 1 for the TAESD family).
+    ``tile_size`` tiles large images exactly as ``sd-vae`` does (diffusers' overlapped tiling,
+    :mod:`fzoo.plugins.sd_vae.tiling`), so memory is bounded for camera-size photos.
+    :meth:`provenance` records the variant actually loaded beside the weights' sha256.
     """
 
     name = "taesd"
@@ -479,6 +486,9 @@ class TAESDLaunderer(_RoundTrip):
         dtype: Dtype = Field("float32", description=_DTYPE_HELP)
         iterations: int = Field(1, ge=1, le=100, description="Number of repeated round trips.")
         multiple_mode: MultipleMode = Field("crop", description=_MULTIPLE_HELP)
+        tile_size: int | None = Field(
+            None, ge=64, le=16_384, multiple_of=32, description=_TILE_HELP
+        )
         batch_size: int | None = Field(None, ge=1, le=4096, description=_BATCH_HELP)
         device: str = Field("auto", description="'auto' (CUDA if available), 'cpu', 'cuda:0'...")
 
@@ -488,20 +498,50 @@ class TAESDLaunderer(_RoundTrip):
         super().__init__(**params)
         self._layout = ""
 
+    def weights_path(self) -> Path:
+        try:
+            return super().weights_path()
+        except fzoo.WeightsNotFoundError as exc:
+            from fzoo.weights import parse_hub_ref
+
+            text, v = self.params.weights, self.params.variant
+            if v == "auto" or (parse_hub_ref(text) and not text.startswith((".", "/", "~"))):
+                raise  # a hub id: the error already says how to download it
+            raise fzoo.WeightsNotFoundError(f"{exc}\n{_fetch_hint(v, text)}") from None
+
     # ------------------------------------------------------------------ loading
     def original_files(self, path: Path) -> tuple[Path, Path]:
-        """The (encoder, decoder) state-dict files of the original layout at ``path``."""
+        """The (encoder, decoder) state-dict files of the original layout at ``path``.
+
+        With a ``variant``, only ``{variant}_encoder`` / ``{variant}_decoder`` (``.safetensors``
+        or ``.pth``) are accepted: another model in the folder is never used in their place
+        (TAESD and TAESDXL, or TAESD3 and TAEF1, have the same latent width, so a swap would go
+        unnoticed). ``variant: auto`` takes the folder's only pair. Errors name the files
+        expected and the ones found.
+        """
         exts = (".safetensors", ".pth")
+        variant = self.params.variant
         if path.is_file():
             stem = path.name
             for part in ("_encoder", "_decoder"):
                 for ext in exts:
                     if stem.endswith(part + ext):
-                        prefix, suffix = stem[: -len(part + ext)], ext
-                        return (
-                            path.with_name(f"{prefix}_encoder{suffix}"),
-                            path.with_name(f"{prefix}_decoder{suffix}"),
-                        )
+                        prefix = stem[: -len(part + ext)]
+                        enc = path.with_name(f"{prefix}_encoder{ext}")
+                        dec = path.with_name(f"{prefix}_decoder{ext}")
+                        if variant != "auto" and prefix in TAESD_VARIANTS and prefix != variant:
+                            raise fzoo.WeightsError(
+                                f"{path} is a {prefix} file but variant is {variant!r}: "
+                                f"expected {variant}_encoder{ext} and {variant}_decoder{ext}"
+                                f"\n{_fetch_hint(variant, str(path.parent))}"
+                            )
+                        missing = [f.name for f in (enc, dec) if not f.is_file()]
+                        if missing:
+                            raise fzoo.WeightsError(
+                                f"{path}: the pair {enc.name} + {dec.name} is incomplete "
+                                f"(missing {', '.join(missing)})"
+                            )
+                        return enc, dec
             raise fzoo.WeightsError(f"{path}: expected a *_encoder.pth or *_decoder.pth file")
         found: dict[str, Path] = {}
         for ext in reversed(exts):  # .safetensors wins over .pth for the same prefix
@@ -509,15 +549,22 @@ class TAESDLaunderer(_RoundTrip):
                 prefix = f.name[: -len(f"_encoder{ext}")]
                 if (path / f"{prefix}_decoder{ext}").exists():
                     found[prefix] = f
-        variant = self.params.variant
-        if variant != "auto" and variant in found:
+        if variant != "auto":
+            if variant not in found:
+                raise fzoo.WeightsError(
+                    f"{path}: variant {variant!r} needs {variant}_encoder.pth and "
+                    f"{variant}_decoder.pth (or .safetensors); found "
+                    f"{_listing(path)}. Another model is never used in their place."
+                    f"\n{_fetch_hint(variant, str(path))}"
+                )
             enc = found[variant]
         elif len(found) == 1:
             enc = next(iter(found.values()))
         elif not found:
             raise fzoo.WeightsError(
                 f"{path}: neither a diffusers AutoencoderTiny folder (config.json) nor the "
-                "original TAESD layout ({name}_encoder.pth + {name}_decoder.pth)"
+                "original TAESD layout ({name}_encoder.pth + {name}_decoder.pth); found "
+                f"{_listing(path)}"
             )
         else:
             raise fzoo.WeightsError(
@@ -526,6 +573,24 @@ class TAESDLaunderer(_RoundTrip):
             )
         suffix = enc.suffix
         return enc, enc.with_name(enc.name.replace(f"_encoder{suffix}", f"_decoder{suffix}"))
+
+    def resolved_variant(self) -> str:
+        """The model actually used: the prefix of the original files (``taef2``), or for a
+        diffusers folder the requested variant (``auto``: ``AutoencoderTiny-<n>ch``)."""
+        path = self.weights_path()
+        if path.is_dir() and (path / "config.json").exists():
+            if self.params.variant != "auto":
+                return self.params.variant
+            try:
+                cfg = json.loads((path / "config.json").read_text())
+                return f"AutoencoderTiny-{int(cfg.get('latent_channels', 4))}ch"
+            except (OSError, ValueError, TypeError):
+                return "AutoencoderTiny"
+        enc, _ = self.original_files(path)
+        return enc.name[: -len("_encoder" + enc.suffix)]
+
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "variant": self.resolved_variant()}
 
     def weight_hashes(self) -> dict[str, str]:
         path = self.weights_path()
@@ -580,12 +645,51 @@ class TAESDLaunderer(_RoundTrip):
         return model, 8
 
     def _roundtrip(self, model: Any, x: torch.Tensor, state: Any) -> torch.Tensor:
+        from fzoo.plugins.sd_vae.tiling import tiled_roundtrip
+
+        if self._layout == "diffusers":
+
+            def encode(t: torch.Tensor) -> torch.Tensor:
+                return model.encode(t * 2 - 1).latents
+
+            def decode(z: torch.Tensor) -> torch.Tensor:
+                return (model.decode(z).sample.float() + 1) / 2
+
+        else:
+            encode, decode = model.encoder, model.decoder
         with self._autocast(x.device):
-            if self._layout == "diffusers":
-                y = model.decode(model.encode(x * 2 - 1).latents).sample
-                return ((y.float() + 1) / 2).clamp(0, 1)
-            y = model.decoder(model.encoder(x))
+            tile = self.params.tile_size
+            if tile is None:
+                y = decode(encode(x))
+            else:
+                y = tiled_roundtrip(encode, decode, x, tile, self._factor)
         return y.float().clamp(0, 1)
+
+
+def _listing(folder: Path) -> str:
+    """The TAESD-looking files of ``folder`` for an error message (or 'no *_encoder/_decoder
+    files')."""
+    try:
+        names = sorted(
+            f.name
+            for f in folder.iterdir()
+            if f.name.endswith(
+                ("_encoder.pth", "_decoder.pth", "_encoder.safetensors", "_decoder.safetensors")
+            )  # fmt: skip
+        )
+    except OSError as exc:
+        return f"nothing (cannot list: {exc.strerror})"
+    return ", ".join(names) if names else "no *_encoder/*_decoder files"
+
+
+def _fetch_hint(variant: str, folder: str) -> str:
+    """The commands that fetch a variant's original files into ``folder``."""
+    return (
+        f"  Fetch {variant} (Bohan, MIT) on a machine with network access:\n"
+        f"    mkdir -p {folder} && cd {folder} && curl -LO {TAESD_URL}/{variant}_encoder.pth "
+        f"-LO {TAESD_URL}/{variant}_decoder.pth\n"
+        f"  then: --param weights={folder} (YAML: params: {{weights: {folder}}})"
+    )
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
