@@ -517,7 +517,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
         skipped.append({"path": str(path), "reason": reason})
         _skip_line(path, reason)
 
-    for path in _expand_paths(args.paths, skip):
+    from fzoo.progress import track
+
+    paths = list(_expand_paths(args.paths, skip))
+    for path in track(paths, f"extract {extractor.name}", len(paths), "img"):
         try:
             img = load_image(path)
             row = extractor.extract(to_tensor(img.pixels))
@@ -648,9 +651,15 @@ def cmd_launder(args: argparse.Namespace) -> int:
     except LaunderUsageError as exc:
         print(f"fzoo launder: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (WeightsError, OSError) as exc:  # missing weights, a full disk
+    except WeightsError as exc:  # missing or mismatched weights: the message says what to do
         print(f"fzoo launder: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("fzoo launder: outputs written so far are kept; run again to resume", file=sys.stderr)
+        hint = "nothing laundered with these weights; fix them as said above, then run again"
+        print(f"fzoo launder: {hint}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # a full disk, an unwritable folder
+        print(f"fzoo launder: {type(exc).__name__}: {exc}", file=sys.stderr)
+        hint = "free space or fix the folder, then run the same command to resume"
+        print(f"fzoo launder: outputs written so far are kept; {hint}", file=sys.stderr)
         return EXIT_ERROR
     data = summary.as_dict()
     if args.json:
@@ -668,6 +677,17 @@ def cmd_launder(args: argparse.Namespace) -> int:
         print(f"fzoo launder: no images found in {summary.in_dir}", file=sys.stderr)
         return EXIT_ERROR
     if summary.written + summary.skipped_existing == 0 and (summary.unreadable or summary.failed):
+        if summary.failed:  # the same setting would fail again: say so, not "run again"
+            from fzoo.names import escape
+
+            first = escape(summary.failed[0]["reason"])
+            print(
+                f"fzoo launder: no image could be laundered with these parameters (first "
+                f"failure: {first}); running again would fail the same way: change --param "
+                "values (e.g. multiple_mode=pad for images smaller than the launderer's "
+                "multiple), try them on one image; no launderers.json or manifest was kept",
+                file=sys.stderr,
+            )
         return EXIT_ERROR  # nothing laundered, now or by an earlier run
     return EXIT_OK
 

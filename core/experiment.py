@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from fzoo.cache import ArrayCache, default_cache_dir
-from fzoo.components import Classifier, FeatureExtractor, Launderer, Perturbation, stable_hash
+from fzoo.components import (
+    Classifier,
+    FeatureExtractor,
+    Launderer,
+    Perturbation,
+    provenance_of,
+    stable_hash,
+)
 from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
 from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_by_source
 from fzoo.engines import make_engine
@@ -38,10 +45,11 @@ CLEAN = "clean"
 
 
 def tqdm_progress(iterable: Iterable[Any], desc: str, total: int | None) -> Iterable[Any]:
-    """Progress bar with ETA on stderr (silent when stderr is not a terminal)."""
-    from tqdm.auto import tqdm
+    """Progress with ETA on stderr: a bar on a terminal, else a line every ~10 s
+    (:mod:`fzoo.progress`)."""
+    from fzoo.progress import track
 
-    return tqdm(iterable, desc=desc, total=total, leave=False, disable=None)
+    return track(iterable, desc, total)
 
 
 @dataclass
@@ -697,6 +705,11 @@ class Runner:
             n_train=n_train,
             experiment=self.experiment.spec.name,
             cell=cell.id,
+            weights={
+                f"features[{j}]:{rc.component}": prov["weights"]
+                for j, (rc, fp) in enumerate(zip(features, fp_list, strict=True))
+                if (prov := provenance_of(fp)) and "weights" in prov
+            },
         )
         slug = _slug(cell.id) + "/" if cell.id else ""
         states = [self.fitted_states.get(fp) for fp in fp_list]
@@ -746,6 +759,11 @@ class Runner:
             "variant": spec.variant,
             "versions": package_versions(),
             "fingerprints": self.fingerprints,
+            # per cell and role: the weights' sha256 (and e.g. taesd's resolved variant)
+            "provenance": {
+                cell: {role: prov for role, fp in fps.items() if (prov := provenance_of(fp))}
+                for cell, fps in self.fingerprints.items()
+            },
             "images_per_class": counts,
             "cache": {
                 "dir": str(self.cache.root),

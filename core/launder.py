@@ -294,8 +294,42 @@ def _record_launderer(out_dir: Path, name: str, launderer: Launderer, fingerprin
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "version": cls.version,
         "params": launderer.get_params(),
+        # the weights' sha256 and what was resolved (taesd: the variant), not only the path
+        **({"provenance": prov} if (prov := launderer.provenance()) else {}),
     }
     _replace_text(path, (json.dumps(known, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _tidy_unused(out_dir: Path, fingerprint: str, created_dir: bool, lock: _FolderLock) -> None:
+    """After a run that wrote nothing: remove what its start wrote and nothing uses, so that no
+    ``launderers.json`` entry describes a setting that produced no output and no header-only
+    manifest stays (nor the folder, when this run created it and it is empty). Done only when
+    no other run uses ``OUT_DIR`` and the manifest lists no output."""
+    if not lock.try_exclusive():
+        return
+    try:
+        manifest = out_dir / MANIFEST
+        if read_manifest(manifest):
+            return
+        record = out_dir / LAUNDERERS_JSON
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            known = None
+        if isinstance(known, dict) and fingerprint in known:
+            del known[fingerprint]
+            if known:
+                _replace_text(record, (json.dumps(known, indent=2, sort_keys=True) + "\n").encode())
+            else:
+                record.unlink(missing_ok=True)
+        manifest.unlink(missing_ok=True)
+        if created_dir:
+            with contextlib.suppress(OSError):  # not empty: an output or a foreign file stays
+                out_dir.rmdir()
+    except (OSError, LaunderUsageError):
+        pass
+    finally:
+        lock.share()
 
 
 # --------------------------------------------------------------------------- writing
@@ -518,7 +552,8 @@ def launder_folder(
 ) -> LaunderSummary:
     """Launder every image of ``in_dir`` into ``out_dir`` (see the module docstring).
 
-    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``log`` receives
+    ``progress``: a bar on a terminal, else a line every ~10 s (:mod:`fzoo.progress`); False:
+    none. ``log`` receives
     one line per skipped file (default: stderr). Raises :class:`LaunderUsageError` for
     overlapping folders or a foreign manifest, ``fzoo.WeightsError`` when the launderer's weights
     cannot be found. An exception of the launderer for a batch makes it retry the images one by
@@ -540,12 +575,15 @@ def launder_folder(
 
     jobs = plan(src, folder_skipped)
     summary.found = len(jobs)
+    created_dir = not dst.exists()
     dst.mkdir(parents=True, exist_ok=True)
     lock = _FolderLock(dst)
     try:
         return _run(launderer, src, dst, jobs, label, fingerprint, summary, lock, emit, start,
                     batch_size=batch_size, progress=progress)  # fmt: skip
     finally:
+        if summary.written == 0:
+            _tidy_unused(dst, fingerprint, created_dir, lock)
         lock.close()
 
 
@@ -599,15 +637,15 @@ def _run(
             )
         )
 
-    from tqdm.auto import tqdm
+    from fzoo.progress import Progress
 
-    bar = tqdm(
-        total=len(jobs),
+    # a bar on a terminal, else a line every ~10 s (counts, rate, ETA); progress=False: none
+    bar = Progress(
+        "launder",
+        len(jobs),
+        "img",
         initial=summary.skipped_existing,
-        unit="img",
-        desc="launder",
-        disable=(not sys.stderr.isatty()) if progress is None else not progress,
-        file=sys.stderr,
+        enabled=None if progress is None else progress,
     )
     manifest = dst / MANIFEST
     batch_size = max(1, int(batch_size))
@@ -654,8 +692,12 @@ def _run(
         ]
 
     def process(group: list[tuple[Job, DecodedImage]]) -> None:
+        from fzoo.weights import WeightsError
+
         try:
             results = run_batch(group)
+        except WeightsError:  # loading the model failed: no image can succeed, stop now
+            raise
         except Exception:  # find the image(s) at fault: one by one
             launderer.pop_notes()
             results = []

@@ -374,7 +374,11 @@ class CameraIdCNN(fzoo.FeatureExtractor):
             loss_fn = torch.nn.CrossEntropyLoss()
             self.history_ = []
             net.train()
-            for _ in range(p.epochs):
+            from fzoo.progress import Progress
+
+            # a bar on a terminal, a line every ~10 s (with epoch and loss) when redirected
+            bar = Progress(f"fit {self.name}", p.epochs * steps_per_epoch, "step")
+            for epoch in range(p.epochs):
                 patches, idx = sampler.epoch(p.patches_per_image)
                 targets = torch.from_numpy(y_img[idx])
                 total = 0.0
@@ -388,7 +392,9 @@ class CameraIdCNN(fzoo.FeatureExtractor):
                     sched.step()
                     net.project()
                     total += float(loss.detach()) * len(x)
+                    bar.update(1, epoch=f"{epoch + 1}/{p.epochs}", loss=float(loss.detach()))
                 self.history_.append(total / len(idx))
+            bar.close()
             if p.batch_norm:
                 self._recalibrate(net, patches)
             net.eval()

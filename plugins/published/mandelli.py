@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -229,6 +228,8 @@ class MandelliDetector(PublishedDetector):
     random JPEG / resize (``augment``); cross-entropy, Adam; ``epochs`` or at most ``steps``
     optimiser steps. State: ``model.safetensors`` + ``mandelli.json`` (no pickle).
     """
+
+    weight_params = ("weights", "backbone_weights")  # content hashes, not paths
 
     version = "1"
     paper = (
@@ -446,20 +447,15 @@ class MandelliDetector(PublishedDetector):
         per_epoch = math.ceil(len(images) * p.train_patches_per_image / p.train_batch_size)
         total = per_epoch * p.epochs if p.steps is None else min(p.steps, per_epoch * p.epochs)
         device = _device(p.device)
-        from tqdm.auto import tqdm
+        from fzoo.progress import Progress
 
         with torch_threads(p.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(p.seed)
             net = self._initial_network().to(device).train()
             opt = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
             loss_fn = torch.nn.CrossEntropyLoss()
-            bar = tqdm(
-                total=total,
-                desc=f"fit {self.name}",
-                unit="step",
-                disable=not sys.stderr.isatty(),
-                file=sys.stderr,
-            )
+            # a bar on a terminal, a line every ~10 s (with epoch and loss) when redirected
+            bar = Progress(f"fit {self.name}", total, "step")
             self.history_, self.step_losses_ = [], []
             step = 0
             for _ in range(p.epochs):
@@ -486,8 +482,7 @@ class MandelliDetector(PublishedDetector):
                     epoch_loss += value * len(chunk)
                     seen_n += len(chunk)
                     step += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{value:.4f}")
+                    bar.update(1, epoch=f"{len(self.history_) + 1}/{p.epochs}", loss=value)
                 if seen_n:
                     self.history_.append(epoch_loss / seen_n)
             bar.close()
