@@ -178,7 +178,8 @@ def test_top_m_mean_of_random_crops_matches_a_hand_computation(reference):
         x = torch.stack([(to_tensor(c) - MEAN) / STD for c in crops])
         feats = e._avg_pooling(e.extract_features(x)).flatten(1).mean(0).numpy()
     assert emb.shape == (1, 1792)
-    np.testing.assert_allclose(emb[0], feats, rtol=1e-4, atol=1e-5)
+    # 1e-4 of the vector's scale (channels-last convolutions round differently near zero)
+    np.testing.assert_allclose(emb[0], feats, rtol=1e-4, atol=1e-4 * np.abs(feats).max())
 
 
 def test_small_image_is_upscaled_as_published_and_noted(reference):

@@ -291,8 +291,16 @@ class MandelliDetector(PublishedDetector):
         return build(self.params.backbone, 2)
 
     def network(self) -> torch.nn.Module:
+        """The network for scoring, in channels-last memory format (1.5x faster fp32 on CPU
+        for EfficientNet's depthwise convolutions in ``benchmarks/bench_detectors.py``)."""
+        import torch
+
         if not self.params.train:
-            return super().network()
+            net = super().network()
+            if not getattr(net, "_fzoo_channels_last", False):
+                net.to(memory_format=torch.channels_last)
+                net._fzoo_channels_last = True
+            return net
         if self._net is None:
             raise RuntimeError(
                 f"{self.name} (train: true) is not fitted: call fit or load_state first"
@@ -305,7 +313,8 @@ class MandelliDetector(PublishedDetector):
         from fzoo.plugins.published._checkpoint import _device
 
         dtype = torch.bfloat16 if self.params.dtype == "bfloat16" else torch.float32
-        return net.to(device=_device(self.params.device), dtype=dtype).eval().requires_grad_(False)
+        net = net.to(device=_device(self.params.device), dtype=dtype)
+        return net.to(memory_format=torch.channels_last).eval().requires_grad_(False)
 
     # ------------------------------------------------------------------ protocol
     def image_patches(self, image: torch.Tensor) -> torch.Tensor:
@@ -341,6 +350,7 @@ class MandelliDetector(PublishedDetector):
         param = next(net.parameters())
         x = torch.cat([c for _, c in chunks]).to(device=param.device, dtype=torch.float32)
         x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).to(param.dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
         score = self.params.output == "score"
         y = (net(x)[:, 1] if score else net.features(x)).float().cpu()  # type: ignore[operator]
         start = 0
