@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from fzoo.gallery import collect_gallery, psnr
 from fzoo.metrics import binary_metrics, confusion, multiclass_metrics, roc_points
 from fzoo.names import escape
 from fzoo.pipeline import SavedPipeline, save_pipeline
+from fzoo.results import CellResult, RunResult  # noqa: F401  (RunResult: re-exported)
 
 Progress = Callable[[Iterable[Any], str, int | None], Iterable[Any]]
 CLEAN = "clean"
@@ -73,30 +74,6 @@ class TestGroup:
     items: list[Item]
     features: dict[str, list[np.ndarray | None]]
     psnr: list[float | None] | None = None
-
-
-@dataclass
-class CellResult:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    details: list[dict[str, Any]] = field(default_factory=list)
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    """Everything a run produced; :mod:`fzoo.report` writes it to disk."""
-
-    experiment: ExperimentSpec
-    rows: list[dict[str, Any]]
-    details: list[dict[str, Any]]
-    predictions: list[dict[str, Any]]
-    meta: dict[str, Any]
-    skipped: list[dict[str, str]]
-    notes: dict[str, list[str]]
-    errors: list[str]
-    gallery: dict[str, Any] = field(default_factory=dict)
-    headline: dict[str, float | None] = field(default_factory=dict)
 
 
 def package_versions() -> dict[str, str]:

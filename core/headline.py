@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fzoo.experiment import RunResult
+    from fzoo.results import RunResult
 
 
 def _find(items: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any] | None:

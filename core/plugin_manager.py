@@ -24,6 +24,7 @@ import pluggy
 
 from fzoo import hookspecs
 from fzoo.components import BASES, KINDS, Component
+from fzoo.registry import Preset, load_presets
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.frequency",
@@ -89,18 +90,6 @@ class PluginInfo:
             "presets": self.presets,
             "error": self.error,
         }
-
-
-@dataclass
-class Preset:
-    """A named component configuration: ``component`` + ``params`` (+ where it was defined)."""
-
-    name: str
-    kind: str
-    component: str
-    params: dict[str, Any]
-    description: str = ""
-    origin: str = ""
 
 
 @dataclass
@@ -209,8 +198,6 @@ def _call_hook(impl: Any, **kwargs: Any) -> None:
 
 
 def _load_registry_yaml_presets(add: Callable[[Preset], None]) -> None:
-    from fzoo.registry import load_presets
-
     for preset in load_presets():
         add(preset)
 

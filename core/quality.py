@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fzoo.experiment import RunResult
+    from fzoo.results import RunResult
 
 
 def quality_rows(result: RunResult) -> list[dict[str, Any]]:

@@ -8,15 +8,27 @@ component of that kind is expected. An experiment is a whole experiment config, 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from fzoo.plugin_manager import Preset
+from fzoo.yaml_loader import load_yaml
 
 ENV_EXTRA = "FZOO_REGISTRY"
+
+
+@dataclass
+class Preset:
+    """A named component configuration: ``component`` + ``params`` (+ where it was defined)."""
+
+    name: str
+    kind: str
+    component: str
+    params: dict[str, Any]
+    description: str = ""
+    origin: str = ""
 
 
 def registry_paths() -> list[Path]:
@@ -29,8 +41,6 @@ def registry_paths() -> list[Path]:
 
 @lru_cache(maxsize=8)
 def _load(path: Path) -> dict[str, Any]:
-    from fzoo.config import load_yaml
-
     if not path.exists():
         return {}
     data, _ = load_yaml(path)
@@ -41,8 +51,6 @@ def _load(path: Path) -> dict[str, Any]:
 
 def load_presets() -> list[Preset]:
     """Every preset from the registry files."""
-    from fzoo.plugin_manager import Preset
-
     out: list[Preset] = []
     for path in registry_paths():
         for name, entry in (_load(path).get("presets") or {}).items():

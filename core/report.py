@@ -22,9 +22,9 @@ from fzoo.names import escape
 from fzoo.report_model import finite
 
 if TYPE_CHECKING:
-    from fzoo.experiment import RunResult
     from fzoo.report_grid import Figure
     from fzoo.report_model import ReportModel
+    from fzoo.results import RunResult
 
 REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md", "report.html")
 
@@ -93,6 +93,7 @@ def render_markdown(
 ) -> str:
     """report.md: the same structure as report.html (summary first, the grid as plots,
     robustness, then the details), with the figures as links to ``figures/*.png``."""
+    from fzoo.data import split_lines
     from fzoo.report_model import CHOICES, build_model, display_row
     from fzoo.report_summary import summary_md
 
@@ -107,6 +108,7 @@ def render_markdown(
         f"- config: `{meta['config_file']}`",
         f"- seed: {meta['seed']} (split seed {meta['split_seed']}, test size {meta['test_size']})",
         f"- images per class: {meta['images_per_class']}",
+        *(f"- {line}" for line in split_lines(meta.get("split") or {})),
         f"- feature cache: {meta['cache']['hits']} hits, {meta['cache']['misses']} misses "
         f"({meta['cache']['dir']})",
         f"- wall time: {meta['wall_time_s']} s",

@@ -21,7 +21,7 @@ from fzoo.report_summary import summary_html
 from fzoo.report_table import TABLE_JS, table
 
 if TYPE_CHECKING:
-    from fzoo.experiment import RunResult
+    from fzoo.results import RunResult
 
 MAX_QUALITY_FIGURES = 6
 

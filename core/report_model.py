@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fzoo.experiment import RunResult
+    from fzoo.results import RunResult
 
 #: the metrics a reader can choose between in report.html, with their display names
 CHOICES: dict[str, str] = {

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fzoo.config import load_experiment
-from fzoo.experiment import RunResult
+from fzoo.results import RunResult
 
 
 def synthetic_result(

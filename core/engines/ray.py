@@ -32,7 +32,7 @@ import numpy as np
 from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import Component, FeatureExtractor
 from fzoo.data import ComponentRef, Materializer, WorkUnit
-from fzoo.engines import EngineError, Progress
+from fzoo.engines.base import EngineError, Progress
 from fzoo.engines.local import (
     Extracted,
     ExtractionError,

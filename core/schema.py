@@ -1,0 +1,342 @@
+"""The structure of an experiment (phase 1 of validation): the pydantic models of its YAML.
+
+Component parameters are checked later, against each component's own schema (:mod:`fzoo.config`).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fzoo.yaml_loader import ConfigIssue, Located, Path_, _cut, short
+
+# --------------------------------------------------------------------------- phase 1: structure
+
+
+def _safe_name(value: str) -> str:
+    """A pipeline, task or condition name: it becomes part of paths under ``--out``."""
+    if not value.strip():
+        raise ValueError("a name cannot be empty")
+    if len(value) > 120:
+        raise ValueError(f"a name has at most 120 characters (got {len(value)})")
+    bad = sorted({c for c in value if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ValueError(
+            f"a name cannot contain path separators or control characters (found {bad!r}); "
+            "names become folder names under --out"
+        )
+    if value in (".", "..") or value.startswith("."):
+        raise ValueError("a name cannot start with '.'; names become folder names under --out")
+    return value
+
+
+#: names that become paths (pipelines, tasks, conditions): no separators, no leading '.'
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+#: seeds reach numpy, torch and scikit-learn; the last takes 0 .. 2**32 - 1
+MAX_SEED = 2**32 - 1
+
+
+class ComponentSpec(_Strict):
+    """A component by registered name or preset name, with parameter overrides."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        return value
+
+
+class DeriveSpec(_Strict):
+    """A derived class: images made from others (laundered, processed) or generated."""
+
+    label: str
+    from_: list[str] = Field(default_factory=list, alias="from")
+    launderer: ComponentSpec | None = None
+    perturbations: list[ComponentSpec] = Field(default_factory=list)
+    generator: ComponentSpec | None = None
+    n: int | None = Field(None, ge=1, le=1_000_000, description="number of generated images")
+    quantize: bool = Field(True, description="round derived images to 8 bits, as a saved PNG")
+
+    @field_validator("from_", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeriveSpec:
+        if self.generator is not None:
+            if self.launderer is not None:
+                raise ValueError("a derived class takes a 'generator' or a 'launderer', not both")
+            if self.from_ and self.n is not None:
+                raise ValueError(
+                    "'from' with a generator means img2img from those images; 'n' is for "
+                    "generating from noise: give one of them"
+                )
+            if not self.from_ and self.n is None:
+                raise ValueError(
+                    "a generated class needs 'n' (how many images) or 'from' (img2img)"
+                )
+            if not self.from_ and self.perturbations:
+                raise ValueError(
+                    "perturbations of generated images are not supported here; derive another "
+                    "class 'from' the generated one"
+                )
+        elif self.n is not None:
+            raise ValueError("'n' only applies to a class made by a 'generator'")
+        else:
+            if not self.from_:
+                raise ValueError("a derived class needs 'from' (the labels it is made from)")
+            if self.launderer is None and not self.perturbations:
+                raise ValueError("a derived class needs a 'launderer' or 'perturbations'")
+        return self
+
+
+class DataSpec(_Strict):
+    dataset: ComponentSpec
+    derive: list[DeriveSpec] = Field(default_factory=list)
+    limit_per_class: int | None = Field(None, ge=1, le=10**9)
+    max_pixels: int = Field(100_000_000, ge=1, le=10**10)
+
+
+class SplitSpec(_Strict):
+    test_size: float = Field(0.3, gt=0.0, lt=1.0)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    allow_duplicates: bool = Field(
+        False,
+        description="accept identical pixels under different sources on both sides (else the "
+        "run stops and names them)",
+    )
+
+
+class ConditionSpec(_Strict):
+    """A test-time condition: an optional launderer, then perturbations, applied to test images.
+
+    A launderer's output is rounded to 8 bits, as a saved PNG would be. ``tasks`` restricts the
+    condition to some tasks (and its images to the labels those tasks test on), so a sweep of
+    conditions for one task costs nothing for the others.
+    """
+
+    name: SafeName
+    launderer: ComponentSpec | None = None
+    perturbations: list[ComponentSpec] = Field(default_factory=list)
+    tasks: list[str] | None = Field(None, description="only for these tasks (default: all)")
+
+
+class PipelineSpec(_Strict):
+    name: SafeName
+    features: list[ComponentSpec] = Field(min_length=1)
+    classifier: ComponentSpec
+    tasks: list[str] | None = Field(None, description="run only these tasks (default: all)")
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 24 * 3600,
+        allow_inf_nan=False,
+        description="longest one call into a component of this pipeline (an extract batch, a "
+        "fit) may take, in seconds; after it the pipeline fails and the others go on "
+        "(default: `fzoo run --timeout`, else no limit)",
+    )
+
+
+class TaskSpec(_Strict):
+    """What to predict: ``binary`` (positive labels vs the rest) or ``multiclass``."""
+
+    name: SafeName
+    type: Literal["binary", "multiclass"] = "multiclass"
+    target: Literal["label", "camera"] = "label"
+    classes: list[str | dict[str, list[str]]] | None = Field(
+        None,
+        description="multiclass: the labels to use (default all); a one-key mapping groups "
+        "labels into one class, e.g. {synthetic: [from-noise, img2img]}",
+    )
+    positive: list[str] | None = None
+    train_on: list[str] | None = Field(None, description="labels used for training (default all)")
+    test_on: list[str] | None = Field(None, description="labels used for testing (default all)")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _binary_needs_positive(self) -> TaskSpec:
+        if self.type == "binary" and not self.positive:
+            raise ValueError("a binary task needs 'positive' (the labels of the positive class)")
+        if self.type == "binary" and self.classes is not None:
+            raise ValueError(
+                "'classes' is for multiclass tasks; a binary task is 'positive' vs the rest "
+                "(restrict the images with 'train_on'/'test_on')"
+            )
+        seen: set[str] = set()
+        for entry in self.classes or []:
+            if isinstance(entry, dict) and (len(entry) != 1 or not next(iter(entry.values()))):
+                raise ValueError(
+                    "a class group is a mapping with one key, the class name, and a non-empty "
+                    f"list of labels (got {entry!r})"
+                )
+            members = [entry] if isinstance(entry, str) else next(iter(entry.values()))
+            for label in members:
+                if label in seen:
+                    raise ValueError(f"label {label!r} appears twice in 'classes'")
+                seen.add(label)
+        return self
+
+    def class_of(self) -> dict[str, str] | None:
+        """Multiclass: label (or camera) -> class name; None when every value is its own class."""
+        if self.classes is None:
+            return None
+        out: dict[str, str] = {}
+        for entry in self.classes:
+            if isinstance(entry, str):
+                out[entry] = entry
+            else:
+                for name, members in entry.items():
+                    out.update({m: name for m in members})
+        return out
+
+
+class HeadlineSpec(_Strict):
+    """One named number of ``headline.json`` (see :mod:`fzoo.headline`)."""
+
+    task: str
+    pipeline: str
+    condition: str = "clean"
+    cell: str = ""
+    metric: str | None = None
+    rate: str | None = Field(None, pattern=r"^[^>]+->[^>]+$")
+    chance: bool = False
+    description: str = Field("", description="what the number is, for people (printed with it)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HeadlineSpec:
+        if sum([self.metric is not None, self.rate is not None, self.chance]) != 1:
+            raise ValueError("a headline entry takes exactly one of 'metric', 'rate', 'chance'")
+        from fzoo.metrics import METRIC_NAMES
+
+        if self.metric is not None and self.metric not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {self.metric!r}; one of {', '.join(METRIC_NAMES)}")
+        return self
+
+
+class EngineSpec(_Strict):
+    """Where features are computed: ``local`` (this process) or ``ray`` (Ray Data actors)."""
+
+    name: Literal["local", "ray"] = "local"
+    batch_size: int = Field(16, ge=1, le=100_000)
+    address: str | None = Field(
+        None,
+        description="ray: cluster to join ('auto', 'ray://head:10001'); none starts a local Ray",
+    )
+    num_cpus: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="ray: CPUs of the local Ray it starts (ignored with 'address')",
+    )
+    concurrency: int = Field(1, ge=1, le=10_000, description="ray: number of extraction actors")
+
+
+class ExperimentSpec(_Strict):
+    """A whole experiment: data, split, conditions, pipelines, tasks, and an optional grid."""
+
+    name: str = "experiment"
+    description: str = ""
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec())
+    conditions: list[ConditionSpec] = Field(default_factory=lambda: [ConditionSpec(name="clean")])
+    pipelines: list[PipelineSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    headline: dict[str, HeadlineSpec] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named sets of overrides ({dotted.path: value}, paths as in 'grid'), chosen "
+        "with `fzoo run NAME --variant V`, e.g. a quick version of a long study",
+    )
+    variant: str | None = Field(None, description="the variant applied (set by the loader)")
+    cache_dir: str | None = None
+    engine: EngineSpec = Field(default_factory=lambda: EngineSpec())
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExperimentSpec:
+        for what, items in (
+            ("pipeline", self.pipelines),
+            ("task", self.tasks),
+            ("condition", self.conditions),
+        ):
+            seen: set[str] = set()
+            for item in items:
+                if item.name in seen:
+                    raise ValueError(f"duplicate {what} name {item.name!r}")
+                seen.add(item.name)
+        tasks = {t.name for t in self.tasks}
+        for key, named in (("pipelines", self.pipelines), ("conditions", self.conditions)):
+            for i, owner in enumerate(named):
+                for j, t in enumerate(owner.tasks or []):
+                    if t not in tasks:
+                        raise LocatedValueError(
+                            (key, i, "tasks", j),
+                            f"{key[:-1]} {owner.name!r} names unknown task {t!r}"
+                            f"{_did_you_mean(t, tasks)}; tasks: {sorted(tasks)}",
+                        )
+        pipelines = {p.name for p in self.pipelines}
+        for key, h in self.headline.items():
+            if h.task not in tasks or h.pipeline not in pipelines:
+                raise ValueError(f"headline {key!r} names an unknown task or pipeline")
+            if h.condition not in {c.name for c in self.conditions}:
+                raise ValueError(f"headline {key!r} names unknown condition {h.condition!r}")
+        return self
+
+
+class LocatedValueError(ValueError):
+    """An error of a model validator about one value inside the model: ``path`` (relative to the
+    model) locates it, so the message carries that value's line and column, not the model's."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _did_you_mean(name: str, names: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), 1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> list[ConfigIssue]:
+    issues = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = (*prefix, *(("from" if p == "from_" else p) for p in loc))
+        msg = err["msg"]
+        located_error = (err.get("ctx") or {}).get("error")
+        if isinstance(located_error, LocatedValueError):
+            path, msg = (*path, *located_error.path), str(located_error)
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {short(loc[-1])}"
+        elif err["type"] == "missing":
+            msg = f"missing required key {short(loc[-1])}"
+        where = _cut(".".join(str(p) for p in path)) or "(top level)"
+        got = err.get("input")
+        tail = ""
+        if err["type"] not in ("extra_forbidden", "missing") and not isinstance(got, dict | list):
+            tail = f" (got {short(got)})"
+        issues.append(located.issue(path, f"{where}: {msg}{tail}"))
+    return issues
