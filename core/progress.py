@@ -76,6 +76,7 @@ class Progress:
         self._lock = threading.Lock()
         self._start = self._last = time.monotonic()
         self._printed = False
+        self._printed_n = -1
         self._closed = False
         self._bar: Any = None
         mode = os.environ.get("FZOO_PROGRESS", "").strip().lower()
@@ -130,6 +131,7 @@ class Progress:
     def _emit(self, now: float) -> None:
         self._last = now
         self._printed = True
+        self._printed_n = self.n
         try:
             print(self.line(now), file=self._stream, flush=True)
         except (OSError, ValueError):  # a closed or broken stream never stops the work
@@ -143,7 +145,7 @@ class Progress:
             self._closed = True
             if self._bar is not None:
                 self._bar.close()
-            elif self._on and self._printed:
+            elif self._on and self._printed and self._printed_n != self.n:
                 self._emit(time.monotonic())
 
     def __enter__(self) -> Progress:

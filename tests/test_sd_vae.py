@@ -294,13 +294,16 @@ def test_shared_tiling_is_diffusers_tiling(kl4):
     assert torch.equal(got, expected)
 
 
-def test_taesd_tile_size(tmp_path):
+def test_taesd_tile_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FZOO_PROGRESS_INTERVAL", "0")
     _save_original_layout(tmp_path, "taesd", 4, False)
     x = torch.rand(1, 3, 80, 112, generator=torch.Generator().manual_seed(4))
     tiled = fzoo.create_component("launderer", "taesd", weights=str(tmp_path), tile_size=64)
     plain = fzoo.create_component("launderer", "taesd", weights=str(tmp_path))
     out = tiled.launder(x)
     assert out.shape == x.shape and float((out - plain.launder(x)).abs().max()) > 1e-4
+    # a large image's tiles are its progress (3x2 image tiles + 3x2 latent tiles)
+    assert "[fzoo] tiles of a 112x80 image: 12/12 tile (100%)" in capsys.readouterr().err
     small = x[:, :, :64, :64].contiguous()  # one tile: exactly the untiled round trip
     assert torch.equal(tiled.launder(small), plain.launder(small))
     assert tiled.fingerprint() != plain.fingerprint()

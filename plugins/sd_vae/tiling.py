@@ -53,12 +53,13 @@ def tiled_map(
     tile_in: int,
     tile_out: int,
     overlap: float = OVERLAP,
+    on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """``fn`` applied to overlapping ``tile_in`` tiles of ``x`` (NCHW), blended into one tensor.
 
     ``fn`` maps a ``tile_in`` tile to a ``tile_out`` tile (an encoder: ``tile_out = tile_in //
     8``; a decoder: ``tile_in * 8``). Exactly diffusers' ``AutoencoderKL._tiled_encode`` /
-    ``tiled_decode`` loop (see the module docstring).
+    ``tiled_decode`` loop (see the module docstring). ``on_tile`` is called after each tile.
     """
     import torch
 
@@ -68,7 +69,11 @@ def tiled_map(
     above: list[torch.Tensor] = []
     out_rows = []
     for i in range(0, x.shape[2], stride):  # one row of tiles at a time: memory ~ 2 rows
-        row = [fn(x[:, :, i : i + tile_in, j : j + tile_in]) for j in range(0, x.shape[3], stride)]
+        row = []
+        for j in range(0, x.shape[3], stride):
+            row.append(fn(x[:, :, i : i + tile_in, j : j + tile_in]))
+            if on_tile is not None:
+                on_tile()
         kept = []
         for j, tile in enumerate(row):
             if above:
@@ -91,11 +96,22 @@ def tiled_roundtrip(
     """``decode(encode(x))`` with overlapped tiles of ``tile`` image pixels (``tile // factor``
     latent pixels), each stage tiled only when ``x`` (resp. the latent) exceeds one tile, as
     diffusers' ``AutoencoderKL`` decides it."""
+    from fzoo.progress import Progress
+
     latent_tile = tile // factor
-    if x.shape[-1] > tile or x.shape[-2] > tile:
-        z = tiled_map(encode, x, tile, latent_tile)
-    else:
-        z = encode(x)
-    if z.shape[-1] > latent_tile or z.shape[-2] > latent_tile:
-        return tiled_map(decode, z, latent_tile, tile)
-    return decode(z)
+    h, w = x.shape[-2:]
+    enc = h > tile or w > tile
+    dec = -(-h // factor) > latent_tile or -(-w // factor) > latent_tile
+    n = _count(h, w, tile) * enc + _count(-(-h // factor), -(-w // factor), latent_tile) * dec
+    # one camera photo can take minutes: its tiles are the progress (a line every ~10 s)
+    with Progress(f"tiles of a {w}x{h} image", n, "tile", enabled=n > 1) as bar:
+        z = tiled_map(encode, x, tile, latent_tile, on_tile=bar.update) if enc else encode(x)
+        if z.shape[-1] > latent_tile or z.shape[-2] > latent_tile:
+            return tiled_map(decode, z, latent_tile, tile, on_tile=bar.update)
+        return decode(z)
+
+
+def _count(h: int, w: int, tile: int, overlap: float = OVERLAP) -> int:
+    """How many tiles :func:`tiled_map` maps for an ``h`` x ``w`` input."""
+    stride = int(tile * (1 - overlap))
+    return -(-h // stride) * -(-w // stride)
