@@ -264,6 +264,8 @@ class Record:
     Exactly one of ``path`` or ``data`` (encoded image bytes) is set; both are decoded by
     :func:`fzoo.images.load_image`. ``source`` groups a photo with everything derived from it
     (the split never separates a group). ``split`` may force ``"train"`` or ``"test"``.
+    ``tile`` is ``(x, y, width, height)``: the record is that exact crop of the decoded image
+    (see :mod:`fzoo.tiles`); None is the whole image.
     """
 
     label: str
@@ -273,10 +275,17 @@ class Record:
     camera: str | None = None
     split: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    tile: tuple[int, int, int, int] | None = None
+
+    @property
+    def tile_name(self) -> str:
+        """``#x=256,y=0`` for a tile, else empty."""
+        return "" if self.tile is None else f"#x={self.tile[0]},y={self.tile[1]}"
 
     @property
     def display(self) -> str:
-        return self.path if self.path is not None else f"<{self.source}>"
+        base = self.path if self.path is not None else f"<{self.source}>"
+        return base + self.tile_name
 
 
 class Dataset(Component):

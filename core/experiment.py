@@ -31,7 +31,7 @@ from fzoo.components import (
     stable_hash,
 )
 from fzoo.config import Cell, Experiment, ExperimentSpec, PipelineSpec, TaskSpec, resolve_component
-from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_by_source
+from fzoo.data import DataSet, Item, Materializer, Step, WorkUnit, load_items, split_items
 from fzoo.engines import make_engine
 from fzoo.engines.local import ExtractionError, Job, tensor_batches
 from fzoo.engines.timeout import PluginExit, call_with_timeout
@@ -163,6 +163,7 @@ class Runner:
         self.gallery = gallery
         self._data_memo: dict[str, tuple[DataSet, Materializer]] = {}
         self.fingerprints: dict[str, dict[str, str]] = {}
+        self.splits: dict[str, dict[str, Any]] = {}  # per cell: fzoo.data.split_summary
         self.image_skips: list[dict[str, str]] = []
         self.fitted_states: dict[str, Path] = {}
         self.extractor_notes: dict[str, list[str]] = {}
@@ -412,7 +413,10 @@ class Runner:
         spec = cell.spec
         dataset, mat = self.data(spec)
         check_labels(spec, dataset.items)
-        side = split_by_source(dataset.items, spec.split, spec.seed)
+        by_camera = any(t.target == "camera" for t in spec.tasks)
+        side, self.splits[cell.id] = split_items(dataset.items, spec.split, spec.seed, by_camera)
+        for warning in self.splits[cell.id]["warnings"]:
+            self.log(f"warning: split: {warning}")
         train = [it for it in dataset.items if side[it.source] == "train"]
         test = [it for it in dataset.items if side[it.source] == "test"]
         conditions = _conditions(spec)
@@ -736,6 +740,7 @@ class Runner:
             "variant": spec.variant,
             "versions": package_versions(),
             "fingerprints": self.fingerprints,
+            "split": self.splits,  # per cell: the sources on each side, per class and camera
             # per cell and role: the weights' sha256 (and e.g. taesd's resolved variant)
             "provenance": {
                 cell: {role: prov for role, fp in fps.items() if (prov := provenance_of(fp))}

@@ -6,7 +6,7 @@ Component parameters are checked later, against each component's own schema (:mo
 from __future__ import annotations
 
 import difflib
-
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -288,7 +288,11 @@ class ExperimentSpec(_Strict):
                     raise ValueError(f"duplicate {what} name {item.name!r}")
                 seen.add(item.name)
         tasks = {t.name for t in self.tasks}
-        for key, named in (("pipelines", self.pipelines), ("conditions", self.conditions)):
+        owners: list[tuple[str, Sequence[PipelineSpec | ConditionSpec]]] = [
+            ("pipelines", self.pipelines),
+            ("conditions", self.conditions),
+        ]
+        for key, named in owners:
             for i, owner in enumerate(named):
                 for j, t in enumerate(owner.tasks or []):
                     if t not in tasks:

@@ -11,6 +11,7 @@ from pydantic import Field
 
 import fzoo
 from fzoo.images import folder_error
+from fzoo.tiles import GroupBy, TilingParams, group_of, tile_records
 
 
 class FolderDataset(fzoo.Dataset):
@@ -33,13 +34,19 @@ class FolderDataset(fzoo.Dataset):
     A class folder or sub-folder that cannot be listed (no permission) is not an error: it comes
     as one record whose ``meta`` holds :data:`fzoo.data.UNREADABLE` (the reason), which the runner
     reports once by path and skips; the other folders are used.
+
+    ``tile: SIZE`` cuts every image into SIZE x SIZE exact crops (``stride``, ``tiles_per_image``
+    drawn with ``seed``); every tile keeps its photo's source, so tiles of one photo never sit on
+    both sides of the split, and its item id ends in ``#x=..,y=..``. For images already cut into
+    tiles, ``group_by`` names the photo: ``parent`` (the file's folder under the class folder) or
+    ``{regex: '^(.*)_tile\\d+'}`` (the one group, searched in the relative path without extension).
     """
 
     name = "folder"
     description = "Images in root/<class>/**: label = class folder, source = relative path"
     version = "1"
 
-    class Params(fzoo.Params):
+    class Params(TilingParams):
         root: Path = Field(..., description="Folder holding one sub-folder per class.")
         labels: tuple[str, ...] | None = Field(
             None,
@@ -56,6 +63,11 @@ class FolderDataset(fzoo.Dataset):
             "(then every image gets the label 'label' and the folder as its camera).",
         )
         label: str = Field("pristine", description="The label of every image with folders: camera.")
+        group_by: GroupBy | None = Field(
+            None,
+            description="For images already cut into tiles: the photo each belongs to, 'parent' "
+            "(its folder) or {regex: PATTERN} with one group; null: each file is its own photo.",
+        )
 
     params: Params
 
@@ -149,16 +161,20 @@ class FolderDataset(fzoo.Dataset):
                     label=label, source=f"{name}/{rel}", path=str(path), meta={UNREADABLE: reason}
                 )
             for rel in files:
-                stem, _ = os.path.splitext(rel)
-                if cameras:
-                    yield fzoo.Record(
-                        label=self.params.label,
-                        source=f"{name}/{stem}",
-                        path=str(folder / rel),
-                        camera=name,
-                    )
-                else:
-                    yield fzoo.Record(label=name, source=stem, path=str(folder / rel))
+                yield from tile_records(self._record(name, folder, rel), self.params)
+
+    def _record(self, name: str, folder: Path, rel: str) -> fzoo.Record:
+        """The record of ``folder/rel`` (class or camera folder ``name``), source = its photo."""
+        stem, _ = os.path.splitext(rel)
+        photo = group_of(stem, self.params.group_by, str(folder / rel)) or stem
+        if self.params.folders == "camera":
+            return fzoo.Record(
+                label=self.params.label,
+                source=f"{name}/{photo}",
+                path=str(folder / rel),
+                camera=name,
+            )
+        return fzoo.Record(label=name, source=photo, path=str(folder / rel))
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

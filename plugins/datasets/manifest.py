@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 import fzoo
+from fzoo.tiles import ColumnGroup, GroupBy, TilingParams, group_of, rel_stem, tile_records
 
 REQUIRED = ("path", "label")
 KNOWN = ("path", "label", "source", "camera", "split")
@@ -29,19 +31,30 @@ class ManifestDataset(fzoo.Dataset):
     empty/null. Every other column goes into the record's ``meta`` (CSV values as strings).
     Relative paths are resolved against ``root``, by default the manifest's folder; paths are not
     checked here (the runner reports unreadable files). Errors name the file and line number.
+
+    ``tile: SIZE`` cuts every image into exact SIZE x SIZE crops, as the ``folder`` dataset does;
+    every tile keeps its row's source. ``group_by`` sets the source of rows that are tiles of one
+    photo: ``parent`` (the path's folder), ``{regex: PATTERN}`` (its one group, searched in the
+    path without extension) or ``{column: NAME}`` (a column or key naming the photo); it takes
+    precedence over a ``source`` column.
     """
 
     name = "manifest"
     description = "Images listed in a CSV or JSONL manifest (path, label, source, camera, split)"
     version = "1"
 
-    class Params(fzoo.Params):
+    class Params(TilingParams):
         path: Path = Field(..., description="The manifest file (.csv, .jsonl or .ndjson).")
         root: Path | None = Field(
             None, description="Base folder of relative image paths; null: the manifest's folder."
         )
         format: Literal["auto", "csv", "jsonl"] = Field(
             "auto", description="File format; 'auto' decides by the file extension."
+        )
+        group_by: GroupBy | ColumnGroup | None = Field(
+            None,
+            description="For rows that are tiles of one photo: 'parent', {regex: PATTERN} with "
+            "one group, or {column: NAME}; null: the 'source' column, else the file name.",
         )
 
     params: Params
@@ -68,7 +81,22 @@ class ManifestDataset(fzoo.Dataset):
         base = Path(self.params.root).expanduser() if self.params.root is not None else path.parent
         rows = _csv_rows(path) if fmt == "csv" else _jsonl_rows(path)
         for line, row in rows:
-            yield _record(row, base, f"{path}:{line}")
+            record = _record(row, base, f"{path}:{line}")
+            yield from tile_records(self._grouped(record, row, f"{path}:{line}"), self.params)
+
+    def _grouped(self, record: fzoo.Record, row: dict[str, Any], where: str) -> fzoo.Record:
+        """``record`` with its source set by ``group_by`` (unchanged without it)."""
+        group_by = self.params.group_by
+        if group_by is None:
+            return record
+        if isinstance(group_by, ColumnGroup):
+            photo = _text(row, group_by.column, where, required=False)
+            if photo is None:
+                raise ManifestError(f"{where}: group_by column {group_by.column!r} is missing")
+        else:
+            photo = group_of(rel_stem(_required(row, "path", where)), group_by, where)
+        assert photo is not None
+        return dataclasses.replace(record, source=photo)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
