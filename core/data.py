@@ -35,6 +35,7 @@ from fzoo.images import (
     to_array,
     to_tensor,
 )
+from fzoo.names import escape
 
 #: ``Record.meta`` key of a record that stands for something a dataset could not read (a folder
 #: without permission): its value is the reason; the runner reports the record and skips it
@@ -238,13 +239,17 @@ class Skipped:
 
 
 @dataclass
-class DataSet:
-    """The items of an experiment plus everything skipped or changed on the way."""
+class LoadedData:
+    """The items of an experiment plus everything skipped or changed on the way (what
+    :func:`load_items` returns; not to be confused with a :class:`fzoo.Dataset` component)."""
 
     items: list[Item]
     skipped: list[Skipped]
     notes: dict[str, list[str]]
     fingerprints: dict[str, str]
+
+
+DataSet = LoadedData  # the old name
 
 
 def _item_seed(*parts: Any) -> int:
@@ -317,12 +322,16 @@ def decode_record(record: Record, max_pixels: int) -> DecodedImage:
             "(did the file change since it was listed?)",
         )
     pixels = np.ascontiguousarray(photo.pixels[y : y + h, x : x + w])
+    # hashed as its integer samples, as a decoded file is: a tile and the same pixels saved as a
+    # file (a pre-cut tile) share cache entries, and the split check sees them as duplicates
+    scale, dtype = (255.0, np.uint8) if photo.bit_depth == 8 else (65535.0, np.uint16)
+    samples = np.round(pixels.astype(np.float64) * scale).astype(dtype)
     return DecodedImage(
         pixels=pixels,
         bit_depth=photo.bit_depth,
         mode=photo.mode,
         format=photo.format,
-        content_hash=hash_pixels(pixels),
+        content_hash=hash_pixels(samples),
         notes=list(photo.notes),
         exif_orientation=photo.exif_orientation,
     )
@@ -332,7 +341,7 @@ def load_items(
     spec: DataSpec,
     seed: int,
     progress: Callable[[Iterable[Any], str, int | None], Iterable[Any]] | None = None,
-) -> DataSet:
+) -> LoadedData:
     """Read the dataset, check every image decodes, and add the derived and generated classes."""
     dataset_rc = resolve_component(spec.dataset, "dataset")
     dataset = dataset_rc.build()
@@ -343,6 +352,7 @@ def load_items(
     notes: dict[str, list[str]] = {}
     per_class: dict[str, int] = defaultdict(int)
     seen_ids: set[str] = set()
+    broken_photos: set[str] = set()  # a photo that failed to decode is reported once, not per tile
     records: Iterable[Record] = dataset.records()
     if progress is not None:
         records = progress(records, "decoding", None)
@@ -352,16 +362,20 @@ def load_items(
             continue
         if spec.limit_per_class is not None and per_class[record.label] >= spec.limit_per_class:
             continue
+        photo = record.path if record.tile is not None and record.path else record.display
+        if photo in broken_photos:
+            continue
         try:
             decoded = decode_record(record, spec.max_pixels)
         except ImageError as exc:
-            skipped.append(Skipped(record.display, record.label, exc.reason))
+            skipped.append(Skipped(photo, record.label, exc.reason))
+            if record.tile is not None:
+                broken_photos.add(photo)
             continue
         per_class[record.label] += 1
         key = (record.meta.get("name") or record.source) + record.tile_name
         item_id = _unique(f"{record.label}/{key}", seen_ids)
         if decoded.notes:  # a photo's notes once, not once per tile
-            photo = record.path if record.tile is not None and record.path else record.display
             notes.setdefault(photo, list(decoded.notes))
         items.append(
             Item(
@@ -436,7 +450,7 @@ def load_items(
                     meta={**origin.meta, "derived_from": origin.id},
                 )
             )
-    return DataSet(items, skipped, notes, fingerprints)
+    return LoadedData(items, skipped, notes, fingerprints)
 
 
 def _uniform(pixels: np.ndarray) -> bool:
@@ -548,7 +562,7 @@ LIST_SOURCES = 2000
 
 
 def _few(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_SHOW])
+    shown = ", ".join(escape(n) for n in names[:_SHOW])
     return shown + (f" and {len(names) - _SHOW} more" if len(names) > _SHOW else "")
 
 
@@ -637,7 +651,7 @@ def check_split(items: list[Item], side: dict[str, str], allow_duplicates: bool 
 
 
 def _side_listing(sources: set[str]) -> dict[str, Any]:
-    names = sorted(sources)
+    names = sorted(escape(s) for s in sources)  # file names need not be UTF-8
     out: dict[str, Any] = {
         "sources": len(names),
         "sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
@@ -712,14 +726,16 @@ def split_summary(items: list[Item], side: dict[str, str], by_camera: bool) -> d
     warnings += _pre_cut_warnings(items, side)
 
     def counts(groups: dict[str, dict[str, set[str]]]) -> dict[str, dict[str, int]]:
-        return {k: {s: len(v[s]) for s in ("train", "test")} for k, v in sorted(groups.items())}
+        return {
+            escape(k): {s: len(v[s]) for s in ("train", "test")} for k, v in sorted(groups.items())
+        }
 
     out: dict[str, Any] = {
         "stratified_by": "label+camera" if by_camera else "label",
         "train": _side_listing(sources["train"]),
         "test": _side_listing(sources["test"]),
         "sources_per_class": counts(per["class"]),
-        "warnings": warnings,
+        "warnings": [escape(w) for w in warnings],
     }
     if per["camera"]:
         out["sources_per_camera"] = counts(per["camera"])

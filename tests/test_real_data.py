@@ -352,3 +352,39 @@ def test_pipeline_tasks_typo_is_located_at_the_name(
     err = capsys.readouterr().err
     assert "typo.yaml:8:31: pipelines.0.tasks.1: pipeline 'dct-lr' names unknown task" in err
     assert "did you mean 'pristine-vs-jpeg'?" in err
+
+
+def test_a_tile_hashes_like_the_same_pixels_saved_as_a_file(tmp_path: Path) -> None:
+    """Tiles cut by the dataset and pre-cut tile files share content hashes (cache entries)."""
+    from fzoo.data import decode_record
+
+    root = camera_tree(tmp_path / "cameras")
+    tiles = pretiled_tree(tmp_path / "tiles")
+    cut = FolderDataset(root=root, folders="camera", tile=TILE)
+    files = FolderDataset(root=tiles, folders="camera", group_by="parent")
+    hashes = {decode_record(r, 10**8).content_hash for r in cut.records()}
+    assert hashes == {decode_record(r, 10**8).content_hash for r in files.records()}
+    assert len(hashes) == 9 * 6
+
+
+def test_a_photo_that_does_not_decode_is_skipped_once_not_per_tile(tmp_path: Path) -> None:
+    from fzoo.config import DataSpec
+    from fzoo.data import load_items
+
+    root = camera_tree(tmp_path / "cameras")
+    broken = root / "Nikon_D70" / "rocket.png"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])  # header intact
+    save(root / "Nikon_D70" / "small.png", PHOTOS["ihc"][:32, :32])
+    spec = DataSpec.model_validate(
+        {
+            "dataset": {
+                "name": "folder",
+                "params": {"root": str(root), "folders": "camera", "tile": TILE},
+            }
+        }
+    )
+    data = load_items(spec, seed=0)
+    reasons = {Path(s.path).name: s.reason for s in data.skipped}
+    assert set(reasons) == {"rocket.png", "small.png"}
+    assert reasons["small.png"] == f"32x32 is smaller than tile: {TILE}"
+    assert len(data.items) == 8 * 6
