@@ -388,3 +388,22 @@ def test_a_photo_that_does_not_decode_is_skipped_once_not_per_tile(tmp_path: Pat
     assert set(reasons) == {"rocket.png", "small.png"}
     assert reasons["small.png"] == f"32x32 is smaller than tile: {TILE}"
     assert len(data.items) == 8 * 6
+
+
+def test_a_tile_travels_to_a_remote_worker_as_its_position(tmp_path: Path) -> None:
+    """The Ray engine ships a WorkUnit (path and tile), not pixels; a worker cuts the same tile."""
+    import pickle
+
+    from fzoo.cache import ArrayCache
+    from fzoo.config import DataSpec
+    from fzoo.data import Materializer, WorkUnit, load_items
+
+    root = camera_tree(tmp_path / "cameras")
+    params = {"root": str(root), "folders": "camera", "tile": TILE, "tiles_per_image": 2}
+    data = load_items(DataSpec.model_validate({"dataset": {"name": "folder", "params": params}}), 0)
+    mat = Materializer(ArrayCache(tmp_path / "cache"), 10**8)
+    for item in data.items[:4]:
+        unit = pickle.loads(pickle.dumps(WorkUnit.of(item, (), 10**8)))
+        assert item.record is not None and unit.tile == item.record.tile is not None
+        remote, _ = unit.to_item(lambda ref, fp: None)  # type: ignore[arg-type,return-value]
+        assert np.array_equal(mat.load(remote), mat.load(item))
