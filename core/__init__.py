@@ -30,6 +30,7 @@ from fzoo.images import (
     quantize,
     to_array,
     to_tensor,
+    to_uint8,
 )
 from fzoo.weights import (
     ResolvedWeights,
@@ -72,6 +73,7 @@ __all__ = [
     "stable_hash",
     "to_array",
     "to_tensor",
+    "to_uint8",
     "verify_sha256",
     "verify_sums",
     "weight_hashes",

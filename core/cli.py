@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fzoo.components import KINDS
+from fzoo.components import KIND_ALIASES, KINDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -49,19 +49,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_KIND_ALIASES = {
-    "launderers": "launderer",
-    "features": "feature_extractor",
-    "feature-extractors": "feature_extractor",
-    "feature_extractors": "feature_extractor",
-    "extractors": "feature_extractor",
-    "classifiers": "classifier",
-    "perturbations": "perturbation",
-    "generators": "generator",
-    "datasets": "dataset",
-    "presets": "preset",
-    "experiments": "experiment",
-}
+_KIND_ALIASES = {**KIND_ALIASES, "presets": "preset", "experiments": "experiment"}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -105,7 +93,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for p in sorted(reg.presets.values(), key=lambda p: p.name)
         ]
     if kind in (None, "experiment"):
-        from fzoo.registry import experiments
+        from fzoo.catalogue import experiments
 
         out["experiment"] = [
             {"name": n, "description": (e.get("description") or ""), "origin": str(p)}
@@ -602,6 +590,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def _detect_one(pipe: Any, path: Path, img: Any) -> dict[str, Any]:
     """The JSON record of one decoded image scored by a saved pipeline."""
     from fzoo.images import to_tensor
+    from fzoo.metrics import decide
 
     proba = pipe.predict_proba(to_tensor(img.pixels))[0]
     probs = {c: round(float(p), 6) for c, p in zip(pipe.saved.classes, proba, strict=True)}
@@ -609,12 +598,12 @@ def _detect_one(pipe: Any, path: Path, img: Any) -> dict[str, Any]:
         raise ValueError(f"the pipeline gave non-finite probabilities {probs}")
     pred = max(probs, key=lambda c: probs[c])
     if pipe.saved.positive is not None:
-        pos = probs.get(pipe.saved.positive, 0.0)
-        pred = (
-            pipe.saved.positive
-            if pos >= pipe.saved.threshold
-            else next(c for c in pipe.saved.classes if c != pipe.saved.positive)
-        )
+        positive = pipe.saved.positive
+        pos = probs.get(positive, 0.0)
+        if decide(pos, pipe.saved.threshold, positive, "") != positive:
+            pred = next(c for c in pipe.saved.classes if c != positive)  # the other class
+        else:
+            pred = positive
     record: dict[str, Any] = {"path": str(path), "predicted": pred, "probabilities": probs}
     if img.notes:
         record["notes"] = img.notes

@@ -20,15 +20,6 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import torch
 
-KINDS: tuple[str, ...] = (
-    "launderer",
-    "feature_extractor",
-    "classifier",
-    "perturbation",
-    "generator",
-    "dataset",
-)
-
 
 class Params(BaseModel):
     """Base class of component parameters: unknown keys are rejected, values are frozen, and
@@ -187,13 +178,25 @@ class FeatureExtractor(Component):
 
     A learned extractor sets ``requires_fit = True`` and implements ``fit``, ``save_state`` and
     ``load_state`` (no pickle). The runner fits it on the training split only, with the labels
-    named by its optional ``fit_target`` parameter (``"label"`` or ``"camera"``) and, if it has a
-    ``fit_on`` parameter, only on images of those labels; the fitted state is cached and saved
-    with every pipeline that uses it.
+    named by :attr:`fit_target` (``"label"`` or ``"camera"``) and only on images of the labels
+    :attr:`fit_on`; the fitted state is cached and saved with every pipeline that uses it.
     """
 
     kind = "feature_extractor"
     requires_fit: ClassVar[bool] = False
+
+    @property
+    def fit_target(self) -> str:
+        """What :meth:`fit` learns: ``"label"`` or ``"camera"``. Default: the extractor's
+        ``fit_target`` parameter when it has one, else ``"label"``."""
+        return str(getattr(self.params, "fit_target", "label"))
+
+    @property
+    def fit_on(self) -> list[str] | None:
+        """The labels of the training images :meth:`fit` sees (None: all). Default: the
+        extractor's ``fit_on`` parameter when it has one."""
+        value = getattr(self.params, "fit_on", None)
+        return None if value is None else list(value)
 
     def extract(self, batch: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
@@ -297,11 +300,34 @@ class Dataset(Component):
         raise NotImplementedError
 
 
-BASES: dict[str, type[Component]] = {
-    "launderer": Launderer,
-    "feature_extractor": FeatureExtractor,
-    "classifier": Classifier,
-    "perturbation": Perturbation,
-    "generator": Generator,
-    "dataset": Dataset,
-}
+@dataclass(frozen=True)
+class Kind:
+    """A kind of component: its name in YAML, its base class, the plugin hook that registers it,
+    and the other words ``fzoo list`` accepts for it."""
+
+    name: str
+    base: type[Component]
+    hook: str
+    aliases: tuple[str, ...] = ()
+
+
+#: The one table of component kinds, in the order they are listed. ``KINDS``, ``BASES``,
+#: ``fzoo.plugin_manager.HOOK_OF_KIND`` and ``KIND_ALIASES`` (``fzoo list``) derive from it; a new
+#: kind needs a row here, a base class above and a hook spec in :mod:`fzoo.hookspecs`.
+KIND_TABLE: tuple[Kind, ...] = (
+    Kind("launderer", Launderer, "fzoo_register_launderers", ("launderers",)),
+    Kind(
+        "feature_extractor",
+        FeatureExtractor,
+        "fzoo_register_feature_extractors",
+        ("features", "feature-extractors", "feature_extractors", "extractors"),
+    ),
+    Kind("classifier", Classifier, "fzoo_register_classifiers", ("classifiers",)),
+    Kind("perturbation", Perturbation, "fzoo_register_perturbations", ("perturbations",)),
+    Kind("generator", Generator, "fzoo_register_generators", ("generators",)),
+    Kind("dataset", Dataset, "fzoo_register_datasets", ("datasets",)),
+)
+KINDS: tuple[str, ...] = tuple(k.name for k in KIND_TABLE)
+BASES: dict[str, type[Component]] = {k.name: k.base for k in KIND_TABLE}
+#: other words for a kind (plural, hyphenated) -> the kind
+KIND_ALIASES: dict[str, str] = {a: k.name for k in KIND_TABLE for a in k.aliases}

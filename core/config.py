@@ -32,6 +32,12 @@ from fzoo.grid import (  # noqa: F401  (re-exported: fzoo.config is the public n
     apply_variant,
     set_override,
 )
+from fzoo.plan import (  # noqa: F401  (re-exported: fzoo.config is the public name)
+    CellPlan,
+    ResolvedComponent,
+    component_paths,
+    resolve_component,
+)
 from fzoo.schema import (  # noqa: F401  (re-exported: fzoo.config is the public name)
     MAX_SEED,
     ComponentSpec,
@@ -65,72 +71,26 @@ from fzoo.yaml_loader import (  # noqa: F401  (re-exported: fzoo.config is the p
 # --------------------------------------------------------------------------- phase 2: components
 
 
-@dataclass
-class ResolvedComponent:
-    """A component spec after name/preset resolution and parameter validation."""
-
-    kind: str
-    component: str
-    params: dict[str, Any]
-    preset: str | None = None
-
-    def build(self) -> Any:
-        from fzoo.plugin_manager import get_registry
-
-        return get_registry().get(self.kind, self.component)(**self.params)
-
-
-def resolve_component(spec: ComponentSpec, kind: str) -> ResolvedComponent:
-    """Name or preset -> component class name and merged, validated params (raises on error)."""
-    from fzoo.plugin_manager import UnknownComponentError, get_registry
-
-    reg = get_registry()
-    preset = reg.presets.get(spec.name)
-    if preset is not None:
-        if preset.kind != kind:
-            raise UnknownComponentError(kind, spec.name, reg.names(kind))
-        name, params, preset_name = preset.component, {**preset.params, **spec.params}, preset.name
-    else:
-        name, params, preset_name = spec.name, dict(spec.params), None
-    cls = reg.get(kind, name)
-    validated = cls.Params(**params)
-    return ResolvedComponent(kind, name, validated.model_dump(mode="json"), preset_name)
-
-
-def _component_paths(spec: ExperimentSpec) -> list[tuple[Path_, ComponentSpec, str]]:
-    out: list[tuple[Path_, ComponentSpec, str]] = [
-        (("data", "dataset"), spec.data.dataset, "dataset")
-    ]
-    for i, d in enumerate(spec.data.derive):
-        if d.launderer is not None:
-            out.append((("data", "derive", i, "launderer"), d.launderer, "launderer"))
-        if d.generator is not None:
-            out.append((("data", "derive", i, "generator"), d.generator, "generator"))
-        for j, p in enumerate(d.perturbations):
-            out.append((("data", "derive", i, "perturbations", j), p, "perturbation"))
-    for i, c in enumerate(spec.conditions):
-        if c.launderer is not None:
-            out.append((("conditions", i, "launderer"), c.launderer, "launderer"))
-        for j, p in enumerate(c.perturbations):
-            out.append((("conditions", i, "perturbations", j), p, "perturbation"))
-    for i, pl in enumerate(spec.pipelines):
-        for j, f in enumerate(pl.features):
-            out.append((("pipelines", i, "features", j), f, "feature_extractor"))
-        out.append((("pipelines", i, "classifier"), pl.classifier, "classifier"))
-    return out
-
-
 def validate_components(
-    spec: ExperimentSpec, located: Located, prefix: Path_ = ()
+    spec: ExperimentSpec,
+    located: Located,
+    prefix: Path_ = (),
+    resolved: dict[Path_, ResolvedComponent] | None = None,
 ) -> list[ConfigIssue]:
-    """Phase 2: every component name exists and its params fit its schema."""
+    """Phase 2: every component name exists and its params fit its schema.
+
+    Each component resolved is put in ``resolved`` (by its path in the experiment), from which
+    the cell's :class:`~fzoo.plan.CellPlan` is made.
+    """
     from fzoo.plugin_manager import UnknownComponentError
 
     issues: list[ConfigIssue] = []
-    for path, comp, kind in _component_paths(spec):
+    for path, comp, kind in component_paths(spec):
         full = (*prefix, *path)
         try:
-            resolve_component(comp, kind)
+            rc = resolve_component(comp, kind)
+            if resolved is not None:
+                resolved[path] = rc
         except UnknownComponentError as exc:
             issues.append(located.issue((*full, "name"), str(exc)))
         except ValidationError as exc:
@@ -222,7 +182,8 @@ def validate_data(
     if spec.grid:  # by arithmetic, before any plugin is loaded or cell made
         _check_cells(spec.grid, located, prefix, limits.max_cells)
 
-    issues = validate_components(spec, located, prefix)
+    components: dict[Path_, ResolvedComponent] = {}
+    issues = validate_components(spec, located, prefix, components)
     cells: list[Cell] = []
     if spec.grid:
         keys = list(spec.grid)
@@ -247,15 +208,23 @@ def validate_data(
                         issue.message = f"grid cell [{cell_id}]: {issue.message}"
                         issues.append(issue)
                     continue
-                for issue in validate_components(cell_spec, located, prefix):
+                cell_resolved: dict[Path_, ResolvedComponent] = {}
+                for issue in validate_components(cell_spec, located, prefix, cell_resolved):
                     issue.message = f"grid cell [{cell_id}]: {issue.message}"
                     issues.append(issue)
-                cells.append(Cell(cell_id, values, cell_spec))
+                cells.append(Cell(cell_id, values, cell_spec, _plan(cell_spec, cell_resolved)))
     else:
-        cells = [Cell("", {}, spec)]
+        cells = [Cell("", {}, spec, _plan(spec, components))]
     if issues:
         raise ConfigError(_dedupe(issues))
     return Experiment(spec, cells, located)
+
+
+def _plan(spec: ExperimentSpec, resolved: dict[Path_, ResolvedComponent]) -> CellPlan | None:
+    """The cell's plan, when every component resolved (else validation reports the issues)."""
+    if len(resolved) < len(component_paths(spec)):
+        return None
+    return CellPlan.of(spec, resolved)
 
 
 def _dedupe(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -283,7 +252,7 @@ def load_experiment(
     limits = limits or Limits.from_env()
     p = Path(path_or_name)
     if not p.exists():
-        from fzoo.registry import experiments
+        from fzoo.catalogue import experiments
 
         named = experiments()
         if str(path_or_name) in named:

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import IO
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting it and back), for files made with ``mkstemp``."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_umask = current_umask
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ against the source photo, and average residual spectra per class."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from fzoo.data import Item, Materializer
 from fzoo.figures import radial_residual_spectrum
+from fzoo.images import psnr  # noqa: F401  (fzoo.gallery.psnr: the old name)
 
 
 def _crop(px: np.ndarray, size: int) -> np.ndarray:
@@ -18,12 +18,6 @@ def _crop(px: np.ndarray, size: int) -> np.ndarray:
     s = min(size, h, w)
     y, x = (h - s) // 2, (w - s) // 2
     return px[y : y + s, x : x + s]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two [0,1] images of the same shape."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def collect_gallery(

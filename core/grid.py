@@ -8,10 +8,13 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fzoo.schema import ExperimentSpec
 from fzoo.yaml_loader import LIMIT_ENV, ConfigError, Located, Path_
+
+if TYPE_CHECKING:
+    from fzoo.plan import CellPlan
 
 # --------------------------------------------------------------------------- grid
 
@@ -75,6 +78,8 @@ class Cell:
     id: str
     values: dict[str, Any]
     spec: ExperimentSpec
+    #: the cell's components, resolved once at validation (None: resolve when run)
+    plan: CellPlan | None = None
 
 
 def set_override(data: dict[str, Any], key: str, value: Any) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import stat
@@ -380,8 +381,14 @@ def quantize(pixels: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """float [0,1] HWC -> uint8 HWC with rounding."""
+    """float [0,1] pixels (HWC, or any shape) -> uint8 of the same shape: rounded, clipped."""
     return np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB (peak 1) of two [0,1] images of the same shape; ``inf`` when identical."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def fit_to_multiple(

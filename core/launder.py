@@ -51,12 +51,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fzoo.fsutil import current_umask as _umask
 from fzoo.images import (
     DecodedImage,
     ImageError,
     folder_error,
     list_images,
     load_image,
+    psnr,
     to_uint8,
 )
 from fzoo.names import escape
@@ -74,11 +76,14 @@ class LaunderUsageError(ValueError):
 
 
 @dataclass(frozen=True)
-class Job:
+class LaunderJob:
     """One input image and its output path relative to ``OUT_DIR`` (POSIX separators)."""
 
     source: Path
     output: str
+
+
+Job = LaunderJob  # the old name
 
 
 @dataclass
@@ -153,7 +158,9 @@ def check_dirs(
     return src, dst
 
 
-def plan(in_dir: Path, on_folder_error: Callable[[Path, OSError], None] | None = None) -> list[Job]:
+def plan(
+    in_dir: Path, on_folder_error: Callable[[Path, OSError], None] | None = None
+) -> list[LaunderJob]:
     """Every image under ``in_dir`` (sorted) with its output name; output names are unique.
 
     A folder that cannot be listed goes to ``on_folder_error`` (default: ignored).
@@ -163,22 +170,22 @@ def plan(in_dir: Path, on_folder_error: Callable[[Path, OSError], None] | None =
     by_target: dict[str, list[Path]] = collections.defaultdict(list)
     for p in sources:
         by_target[p.relative_to(in_dir).with_suffix(".png").as_posix()].append(p)
-    jobs: list[Job] = []
+    jobs: list[LaunderJob] = []
     for target, group in by_target.items():
         for p in group:
             rel = p.relative_to(in_dir).as_posix()
             keep = len(group) == 1 or rel == target
-            jobs.append(Job(p, target if keep else f"{rel}.png"))
+            jobs.append(LaunderJob(p, target if keep else f"{rel}.png"))
     outputs = [j.output for j in jobs]
     if len(set(outputs)) != len(outputs):  # e.g. a.jpg and a.jpg.png side by side
         seen: set[str] = set()
-        unique: list[Job] = []
+        unique: list[LaunderJob] = []
         for j in jobs:
             out = j.output
             while out in seen:
                 out = f"{out[:-4]}_.png"
             seen.add(out)
-            unique.append(Job(j.source, out))
+            unique.append(LaunderJob(j.source, out))
         jobs = unique
     return sorted(jobs, key=lambda j: j.output)
 
@@ -335,12 +342,6 @@ def _tidy_unused(out_dir: Path, fingerprint: str, created_dir: bool, lock: _Fold
 # --------------------------------------------------------------------------- writing
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_png_new(path: Path, pixels_u8: np.ndarray) -> None:
     """Write an 8-bit PNG that must not exist yet; raises ``FileExistsError`` if it does.
 
@@ -375,9 +376,7 @@ def psnr_db(reference: np.ndarray, output_u8: np.ndarray) -> float:
     """PSNR (dB, peak 1) of the 8-bit output against the source pixels on their overlap."""
     h = min(reference.shape[0], output_u8.shape[0])
     w = min(reference.shape[1], output_u8.shape[1])
-    ref = reference[:h, :w].astype(np.float64)
-    mse = float(np.mean((ref - output_u8[:h, :w].astype(np.float64) / 255.0) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    return psnr(reference[:h, :w], output_u8[:h, :w].astype(np.float64) / 255.0)
 
 
 def _failure(exc: Exception) -> str:
@@ -437,7 +436,7 @@ def _sides(side: int, multiple: int) -> set[int]:
 
 
 def _verified_row(
-    job: Job, out_dir: Path, multiple: int, label: str, fingerprint: str
+    job: LaunderJob, out_dir: Path, multiple: int, label: str, fingerprint: str
 ) -> list[str]:
     """The manifest row of an output PNG that has none; ``ValueError`` says why it cannot be
     listed (it does not decode, or its size does not fit its source)."""
@@ -473,7 +472,7 @@ def _only_this_configuration(out_dir: Path, fingerprint: str) -> bool:
 
 
 def _reconcile(
-    jobs: Sequence[Job],
+    jobs: Sequence[LaunderJob],
     out_dir: Path,
     listed: set[str],
     multiple: int,
@@ -515,13 +514,13 @@ def _reconcile(
 # --------------------------------------------------------------------------- the run
 
 
-Decoded = tuple[Job, DecodedImage | ImageError]
+Decoded = tuple[LaunderJob, DecodedImage | ImageError]
 
 
-def _prefetch(jobs: Sequence[Job], pool: cf.Executor, ahead: int) -> Iterator[Decoded]:
+def _prefetch(jobs: Sequence[LaunderJob], pool: cf.Executor, ahead: int) -> Iterator[Decoded]:
     """Decode ``jobs`` in ``pool`` with at most ``ahead`` images in flight, in order."""
 
-    def load(job: Job) -> Decoded:
+    def load(job: LaunderJob) -> Decoded:
         try:
             return job, load_image(job.source)
         except ImageError as exc:
@@ -591,7 +590,7 @@ def _run(
     launderer: Launderer,
     src: Path,
     dst: Path,
-    jobs: list[Job],
+    jobs: list[LaunderJob],
     label: str,
     fingerprint: str,
     summary: LaunderSummary,
@@ -617,7 +616,7 @@ def _run(
         lock.share()
     if summary.rows_recovered:
         emit(f"{summary.rows_recovered} output(s) without a manifest row verified and listed")
-    pending: list[Job] = []
+    pending: list[LaunderJob] = []
     for job in jobs:
         if (dst / job.output).exists():
             summary.skipped_existing += 1
@@ -652,7 +651,7 @@ def _run(
 
     write_errors: list[OSError] = []
 
-    def write_batch(items: list[tuple[Job, np.ndarray, np.ndarray, str]]) -> None:
+    def write_batch(items: list[tuple[LaunderJob, np.ndarray, np.ndarray, str]]) -> None:
         for job, source_px, out_u8, notes in items:
             if write_errors:  # the disk is full (say): the next run does the rest
                 return
@@ -679,7 +678,9 @@ def _run(
             summary.psnr.append(value)
             summary.written += 1
 
-    def run_batch(group: list[tuple[Job, DecodedImage]]) -> list[tuple[Job, np.ndarray, str]]:
+    def run_batch(
+        group: list[tuple[LaunderJob, DecodedImage]],
+    ) -> list[tuple[LaunderJob, np.ndarray, str]]:
         import torch
 
         batch = torch.from_numpy(np.stack([img.pixels for _, img in group]).transpose(0, 3, 1, 2))
@@ -691,7 +692,7 @@ def _run(
             for i, (job, img) in enumerate(group)
         ]
 
-    def process(group: list[tuple[Job, DecodedImage]]) -> None:
+    def process(group: list[tuple[LaunderJob, DecodedImage]]) -> None:
         from fzoo.weights import WeightsError
 
         try:
@@ -718,7 +719,7 @@ def _run(
         bar.update(len(results))
 
     writes: collections.deque[cf.Future[None]] = collections.deque()
-    buckets: dict[tuple[int, int], list[tuple[Job, DecodedImage]]] = {}
+    buckets: dict[tuple[int, int], list[tuple[LaunderJob, DecodedImage]]] = {}
     buffered = 0
     with (
         cf.ThreadPoolExecutor(1, thread_name_prefix="fzoo-decode") as reader,

@@ -44,6 +44,12 @@ def equal_error_rate(y: np.ndarray, score: np.ndarray) -> float:
     return float(fpr[idx - 1] + t * (fpr[idx] - fpr[idx - 1]))
 
 
+def decide(score: float, threshold: float, positive: str, negative: str) -> str:
+    """The binary decision rule, for the runner and ``fzoo detect`` alike: ``positive`` where the
+    score of the positive class reaches ``threshold``, else ``negative``."""
+    return positive if score >= threshold else negative
+
+
 def binary_metrics(y: Sequence[int], score: Any, threshold: float) -> dict[str, float]:
     """Metrics for a binary task: ``y`` in {0, 1}, ``score`` = P(positive)."""
     from sklearn import metrics as skm

@@ -23,8 +23,8 @@ from typing import Any
 import pluggy
 
 from fzoo import hookspecs
-from fzoo.components import BASES, KINDS, Component
-from fzoo.registry import Preset, load_presets
+from fzoo.catalogue import Preset, load_presets
+from fzoo.components import BASES, KIND_TABLE, KINDS, Component
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo.plugins.frequency",
@@ -41,14 +41,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 
 ENTRY_POINT_GROUP = "fzoo"
 
-HOOK_OF_KIND: dict[str, str] = {
-    "launderer": "fzoo_register_launderers",
-    "feature_extractor": "fzoo_register_feature_extractors",
-    "classifier": "fzoo_register_classifiers",
-    "perturbation": "fzoo_register_perturbations",
-    "generator": "fzoo_register_generators",
-    "dataset": "fzoo_register_datasets",
-}
+#: kind -> the hook that registers it (from :data:`fzoo.components.KIND_TABLE`)
+HOOK_OF_KIND: dict[str, str] = {k.name: k.hook for k in KIND_TABLE}
 
 
 class PluginError(Exception):

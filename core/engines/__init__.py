@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fzoo.cache import ArrayCache
     from fzoo.components import FeatureExtractor
     from fzoo.config import EngineSpec
-    from fzoo.engines.local import Extracted, Job
+    from fzoo.engines.local import Extracted, ExtractionJob
 
 
 class LocalEngine:
@@ -30,7 +30,7 @@ class LocalEngine:
 
     def extract_features(
         self,
-        jobs: Sequence[Job],
+        jobs: Sequence[ExtractionJob],
         extractors: dict[str, FeatureExtractor],
         cache: ArrayCache,
         batch_size: int = 16,

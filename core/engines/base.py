@@ -14,7 +14,7 @@ from fzoo.plugin_manager import PluginError
 if TYPE_CHECKING:
     from fzoo.cache import ArrayCache
     from fzoo.components import FeatureExtractor
-    from fzoo.engines.local import Extracted, Job
+    from fzoo.engines.local import Extracted, ExtractionJob
 
 Progress = Callable[[Iterable[Any], str, int | None], Iterable[Any]]
 
@@ -36,7 +36,7 @@ class Engine(Protocol):
 
     def extract_features(
         self,
-        jobs: Sequence[Job],
+        jobs: Sequence[ExtractionJob],
         extractors: dict[str, FeatureExtractor],
         cache: ArrayCache,
         batch_size: int = 16,

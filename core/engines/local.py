@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Job:
+class ExtractionJob:
     """One image to featurise: a key for the cache, and how to get its pixels.
 
     ``load`` makes the pixels in this process; ``unit`` says the same as picklable data, for
@@ -38,6 +38,9 @@ class Job:
     unit: WorkUnit | None = None
 
 
+Job = ExtractionJob  # the old name
+
+
 class ExtractionError(Exception):
     """An extractor failed on a batch; names the extractor and the images."""
 
@@ -46,7 +49,7 @@ class ExtractionError(Exception):
         self.fingerprint = fingerprint
 
 
-def _key(job: Job, fp: str) -> str:
+def _key(job: ExtractionJob, fp: str) -> str:
     return feature_key(job.image_hash, job.chain, fp)
 
 
@@ -132,7 +135,7 @@ def extract_rows(
 
 
 def cached_features(
-    jobs: Sequence[Job], fps: Iterable[str], cache: ArrayCache
+    jobs: Sequence[ExtractionJob], fps: Iterable[str], cache: ArrayCache
 ) -> tuple[dict[str, list[np.ndarray | None]], dict[str, dict[int, str]], list[int]]:
     """What the cache already holds: features, failures recorded earlier, and the jobs missing."""
     fps = list(fps)
@@ -155,7 +158,7 @@ def cached_features(
 
 
 def extract_features(
-    jobs: Sequence[Job],
+    jobs: Sequence[ExtractionJob],
     extractors: dict[str, FeatureExtractor],
     cache: ArrayCache,
     batch_size: int = 16,

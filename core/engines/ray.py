@@ -36,7 +36,7 @@ from fzoo.engines.base import EngineError, Progress
 from fzoo.engines.local import (
     Extracted,
     ExtractionError,
-    Job,
+    ExtractionJob,
     TransientFailure,
     cached_features,
     extract_rows,
@@ -314,7 +314,7 @@ class RayEngine:
 
     def extract_features(
         self,
-        jobs: Sequence[Job],
+        jobs: Sequence[ExtractionJob],
         extractors: dict[str, FeatureExtractor],
         cache: ArrayCache,
         batch_size: int = 16,

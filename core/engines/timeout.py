@@ -68,3 +68,15 @@ def call_with_timeout(fn: Callable[[], T], seconds: float | None, what: str) -> 
     if isinstance(error, BaseException):
         raise error
     return box["value"]  # type: ignore[return-value]
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line on why a component failed (a timeout and a plugin exit say it plainly)."""
+    from fzoo.yaml_loader import short
+
+    if isinstance(exc, ComponentTimeout | PluginExit):
+        return str(exc)
+    if isinstance(exc, SystemExit):
+        return f"plugin code called sys.exit({exc.code!r})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {short(text, 500)[1:-1] if len(text) > 500 else text}"

@@ -90,8 +90,7 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
         arr = arr[0]
     if arr.ndim != 3 or arr.shape[0] != 3:
         raise ValueError(f"expected an RGB image [3, H, W], got {tuple(arr.shape)}")
-    u8 = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(u8.transpose(1, 2, 0))
+    return np.ascontiguousarray(fzoo.to_uint8(arr).transpose(1, 2, 0))
 
 
 def jpeg_u8(img: np.ndarray, quality: int, subsampling: int) -> np.ndarray:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import fzoo
+
 if TYPE_CHECKING:
     import torch
 
@@ -28,8 +30,7 @@ def scaled(n: int, factor: float) -> int:
 
 def to_uint8_images(batch: torch.Tensor) -> list[np.ndarray]:
     """NCHW float [0, 1] -> list of HWC uint8 arrays (round to nearest, clip to [0, 255])."""
-    arr = batch.detach().cpu().float().numpy()
-    u8 = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    u8 = fzoo.to_uint8(batch.detach().cpu().float().numpy())
     return [np.ascontiguousarray(img.transpose(1, 2, 0)) for img in u8]
 
 
