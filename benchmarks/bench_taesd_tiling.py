@@ -50,12 +50,14 @@ def main() -> int:
     ap.add_argument("--tile", type=int, default=512, help="tile_size; 0: untiled")
     ap.add_argument("--weights", default=str(WEIGHTS))
     ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--log", help="keep the child's stderr (progress lines) in this file")
     args = ap.parse_args()
     from PIL import Image
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst, log = Path(tmp) / "in", Path(tmp) / "out", Path(tmp) / "log.txt"
+        src, dst = Path(tmp) / "in", Path(tmp) / "out"
+        log = Path(args.log) if args.log else Path(tmp) / "log.txt"
         src.mkdir()
         Image.fromarray(big_photo(w, h)).save(src / "photo.png")
         cmd = [sys.executable, "-m", "fzoo.cli", "launder", str(src), str(dst),
@@ -82,7 +84,7 @@ def main() -> int:
         "load_before": [round(v, 2) for v in load_before],
         "load_after": [round(v, 2) for v in load_after],
         "cpus": os.cpu_count(),
-        "progress_lines": progress[-3:],
+        "progress_lines": progress[-3:],  # a killed run: its last rate and ETA
     }
     print(json.dumps(result, indent=2))
     if args.json:
