@@ -63,7 +63,12 @@ def fit_extractors(
             else:
                 labels = [str(it.camera if target == "camera" else it.label) for it in chosen]
                 log(f"fitting {ext.name} on {len(chosen)} training images ({target})")
-                batches = tensor_batches(mat.image(it) for it in chosen)
+                from fzoo.progress import track
+
+                # making derived training images (laundering, generation) can take minutes
+                images = (mat.image(it) for it in chosen)
+                stage = f"training images for {ext.name}"
+                batches = tensor_batches(track(images, stage, len(chosen), "img"))
                 limit = (timeouts or {}).get(fp)
                 call_with_timeout(partial(ext.fit, batches, labels), limit, f"{ext.name}.fit")
                 save_fitted(ext, state)
