@@ -19,6 +19,7 @@ from fzoo.components import FeatureExtractor, provenance_of, stable_hash
 from fzoo.conditions import CLEAN, Condition, build_conditions
 from fzoo.config import Cell, Experiment, ExperimentSpec
 from fzoo.data import Item, LoadedData, Materializer, load_items, split_items
+from fzoo.derived_quality import derived_quality
 from fzoo.engines import make_engine
 from fzoo.engines.timeout import failure_reason
 from fzoo.evaluate import TaskRun, TestGroup, score_task, train_task
@@ -94,6 +95,8 @@ class Runner:
         self.log = log
         self.gallery = gallery
         self._data_memo: dict[str, tuple[LoadedData, Materializer]] = {}
+        self._data_of_cell: dict[str, str] = {}  # cell id -> key of its data in _data_memo
+        self._last_data_key = ""
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.splits: dict[str, dict[str, Any]] = {}  # per cell: fzoo.data.split_summary
         self.fitted_states: dict[str, Path] = {}
@@ -110,6 +113,7 @@ class Runner:
     # ------------------------------------------------------------------ data
     def data(self, spec: ExperimentSpec) -> tuple[LoadedData, Materializer]:
         key = stable_hash([spec.data.model_dump(mode="json", by_alias=True), spec.seed])
+        self._last_data_key = key
         if key not in self._data_memo:
             dataset = load_items(spec.data, spec.seed, self.progress)
             mat = Materializer(self.cache, spec.data.max_pixels)
@@ -122,6 +126,7 @@ class Runner:
     def run_cell(self, cell: Cell) -> CellResult:
         spec = cell.spec
         dataset, mat = self.data(spec)
+        self._data_of_cell[cell.id] = self._last_data_key
         check_labels(spec, dataset.items)
         by_camera = any(t.target == "camera" for t in spec.tasks)
         side, self.splits[cell.id] = split_items(dataset.items, spec.split, spec.seed, by_camera)
@@ -256,7 +261,8 @@ class Runner:
                 errors += res.errors
         finally:
             self.engine.close()
-        datasets = list(self._data_memo.values())
+        memo = dict(self._data_memo)
+        datasets = list(memo.values())
         skipped = [s.__dict__ for ds, _ in datasets for s in ds.skipped] + self.stage.image_skips
         notes: dict[str, list[str]] = dict(self.stage.extractor_notes)
         for ds, mat in datasets:
@@ -270,7 +276,10 @@ class Runner:
         for ds, _ in datasets[:1]:
             for it in ds.items:
                 counts[it.label] = counts.get(it.label, 0) + 1
+        # how strongly each derived class changed its sources (PSNR, SSIM), per data set and cell
+        quality = {k: derived_quality(ds.items, mat, self.cache) for k, (ds, mat) in memo.items()}
         meta = {
+            "derived_quality": {cell: quality[k] for cell, k in self._data_of_cell.items()},
             "experiment": spec.name,
             "config_file": self.experiment.file,
             "seed": spec.seed,

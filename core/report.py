@@ -94,6 +94,7 @@ def render_markdown(
     """report.md: the same structure as report.html (summary first, the grid as plots,
     robustness, then the details), with the figures as links to ``figures/*.png``."""
     from fzoo.data import split_lines
+    from fzoo.derived_quality import quality_lines
     from fzoo.report_model import CHOICES, build_model, display_row
     from fzoo.report_summary import summary_md
 
@@ -109,6 +110,7 @@ def render_markdown(
         f"- seed: {meta['seed']} (split seed {meta['split_seed']}, test size {meta['test_size']})",
         f"- images per class: {meta['images_per_class']}",
         *(f"- {line}" for line in split_lines(meta.get("split") or {})),
+        *(f"- {line}" for line in quality_lines(meta.get("derived_quality") or {})),
         f"- feature cache: {meta['cache']['hits']} hits, {meta['cache']['misses']} misses "
         f"({meta['cache']['dir']})",
         f"- wall time: {meta['wall_time_s']} s",

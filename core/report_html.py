@@ -266,6 +266,7 @@ def _images(result: RunResult, out: Path, embed: _Embed) -> list[str]:
 
 
 def _header(result: RunResult) -> list[str]:
+    from fzoo.derived_quality import quality_lines
     from fzoo.split import split_lines
 
     spec, meta = result.experiment, result.meta
@@ -274,6 +275,7 @@ def _header(result: RunResult) -> list[str]:
         f"seed {meta['seed']} (split {meta['split_seed']}, test size {meta['test_size']})",
         f"images per class {html.escape(json.dumps(meta['images_per_class']))}",
         *(html.escape(line) for line in split_lines(meta.get("split") or {})),
+        *(html.escape(line) for line in quality_lines(meta.get("derived_quality") or {})),
         f"cache {meta['cache']['hits']} hits / {meta['cache']['misses']} misses",
         f"{meta['wall_time_s']} s; {len(result.skipped)} skipped files; "
         f"{len(result.errors)} errors",
