@@ -19,6 +19,7 @@ from fzoo.components import (
     stable_hash,
 )
 from fzoo.config import create_component
+from fzoo.fsutil import atomic_write_bytes, atomic_write_text
 from fzoo.hookspecs import hookimpl
 from fzoo.images import (
     DecodedImage,
@@ -62,6 +63,8 @@ __all__ = [
     "WeightsIntegrityError",
     "WeightsNotFoundError",
     "__version__",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "create_component",
     "decode_bytes",
     "fit_to_multiple",

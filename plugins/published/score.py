@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,11 +71,7 @@ class PublishedScore(fzoo.Classifier):
             "classes": [str(c) for c in self.classes_],
             "positive": str(self.positive_),
         }
-        directory = Path(directory)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".published_score.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-        os.replace(tmp, directory / STATE_FILE)
+        fzoo.atomic_write_text(Path(directory) / STATE_FILE, json.dumps(data, indent=2))
 
     def load_state(self, directory: Path) -> None:
         path = Path(directory) / STATE_FILE

@@ -59,9 +59,7 @@ class LogisticRegressionClassifier(fzoo.Classifier):
 
     def save_state(self, directory: Path) -> None:
         """Write ``logistic_regression.json`` (classes, shapes) and ``.safetensors`` (arrays)."""
-        from safetensors.numpy import save_file
-
-        from fzoo.fsutil import atomic_write_text
+        from safetensors.numpy import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -71,11 +69,10 @@ class LogisticRegressionClassifier(fzoo.Classifier):
         if "scale" in steps:
             arrays["mean"] = steps["scale"].mean_
             arrays["scale"] = steps["scale"].scale_
-        tmp = directory / f".tmp-{STATE_FILE}.safetensors"
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
-        tmp.replace(directory / f"{STATE_FILE}.safetensors")
+        tensors = save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        fzoo.atomic_write_bytes(directory / f"{STATE_FILE}.safetensors", tensors)
         meta = {"classes": [c.item() for c in self.classes_], "format": 1}
-        atomic_write_text(directory / f"{STATE_FILE}.json", json.dumps(meta))
+        fzoo.atomic_write_text(directory / f"{STATE_FILE}.json", json.dumps(meta))
 
     def load_state(self, directory: Path) -> None:
         """Read what :meth:`save_state` wrote (or an older ``estimator.skops``)."""
