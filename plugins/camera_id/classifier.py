@@ -80,7 +80,7 @@ class ArgmaxLogits(fzoo.Classifier):
 
     def save_state(self, directory: Path) -> None:
         data = {"classes": [str(c) for c in self.classes_], "params": self.get_params()}
-        (Path(directory) / STATE_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        fzoo.atomic_write_text(Path(directory) / STATE_FILE, json.dumps(data, indent=2))
 
     def load_state(self, directory: Path) -> None:
         data = json.loads((Path(directory) / STATE_FILE).read_text(encoding="utf-8"))

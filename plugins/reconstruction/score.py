@@ -98,7 +98,7 @@ class FeatureScore(fzoo.Classifier):
             "scale": self.scale_,
             "params": self.get_params(),
         }
-        (Path(directory) / STATE_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        fzoo.atomic_write_text(Path(directory) / STATE_FILE, json.dumps(data, indent=2))
 
     def load_state(self, directory: Path) -> None:
         data = json.loads((Path(directory) / STATE_FILE).read_text(encoding="utf-8"))
