@@ -13,6 +13,7 @@ so a re-run reads them back.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -93,8 +94,6 @@ def derived_quality(
 
 def quality_lines(per_cell: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     """Report lines for ``meta.derived_quality``; one set when every cell agrees."""
-    import json
-
     distinct = {json.dumps(v, sort_keys=True): (cell, v) for cell, v in per_cell.items() if v}
     lines: list[str] = []
     for cell, classes in distinct.values():

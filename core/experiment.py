@@ -96,7 +96,6 @@ class Runner:
         self.gallery = gallery
         self._data_memo: dict[str, tuple[LoadedData, Materializer]] = {}
         self._data_of_cell: dict[str, str] = {}  # cell id -> key of its data in _data_memo
-        self._last_data_key = ""
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.splits: dict[str, dict[str, Any]] = {}  # per cell: fzoo.data.split_summary
         self.fitted_states: dict[str, Path] = {}
@@ -111,9 +110,12 @@ class Runner:
         }
 
     # ------------------------------------------------------------------ data
+    @staticmethod
+    def _data_key(spec: ExperimentSpec) -> str:
+        return stable_hash([spec.data.model_dump(mode="json", by_alias=True), spec.seed])
+
     def data(self, spec: ExperimentSpec) -> tuple[LoadedData, Materializer]:
-        key = stable_hash([spec.data.model_dump(mode="json", by_alias=True), spec.seed])
-        self._last_data_key = key
+        key = self._data_key(spec)
         if key not in self._data_memo:
             dataset = load_items(spec.data, spec.seed, self.progress)
             mat = Materializer(self.cache, spec.data.max_pixels)
@@ -126,7 +128,7 @@ class Runner:
     def run_cell(self, cell: Cell) -> CellResult:
         spec = cell.spec
         dataset, mat = self.data(spec)
-        self._data_of_cell[cell.id] = self._last_data_key
+        self._data_of_cell[cell.id] = self._data_key(spec)
         check_labels(spec, dataset.items)
         by_camera = any(t.target == "camera" for t in spec.tasks)
         side, self.splits[cell.id] = split_items(dataset.items, spec.split, spec.seed, by_camera)
