@@ -23,7 +23,6 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --no-cache .
 	$(VENV)/bin/ruff format --check --no-cache .
-	mkdir -p build/mypy && ln -sfn ../../core build/mypy/fzoo
 	$(VENV)/bin/mypy -p fzoo
 
 test: lint

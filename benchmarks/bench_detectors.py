@@ -1,4 +1,4 @@
-"""Throughput of the published detectors (``plugins/published``) at 256 x 256 on this machine.
+"""Throughput of the published detectors (``fzoo_builtins.published``) at 256 x 256 here.
 
     python benchmarks/bench_detectors.py                 # every detector, fp32 and bf16
     python benchmarks/bench_detectors.py --quick         # fewer images; Mandelli with 100 patches
@@ -62,9 +62,9 @@ def photos(n: int, size: int = SIZE) -> torch.Tensor:
 
 
 def detector_classes() -> list[type]:
-    """Every published detector class registered now (part of ``plugins/published``)."""
+    """Every published detector class registered now (``fzoo_builtins.published``)."""
     from fzoo.plugin_manager import get_registry
-    from fzoo.plugins.published import PublishedDetector
+    from fzoo_builtins.published import PublishedDetector
 
     reg = get_registry()
     names = sorted(n for n in reg.names("feature_extractor"))

@@ -111,7 +111,7 @@ def dire_flops(ext: Any, size: int) -> int:
 
 
 def bench_dire(size: int, n: int, repeat: int) -> dict[str, Any]:
-    from fzoo.plugins.generators.tiny_ldm import bundled_vae_dir, bundled_weights_dir
+    from fzoo_builtins.generators.tiny_ldm import bundled_vae_dir, bundled_weights_dir
 
     x = photos(size, n)
     ext = fzoo.create_component(

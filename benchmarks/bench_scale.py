@@ -57,7 +57,7 @@ def make_folder(root: Path, n: int, size: int, seed: int = 0) -> Path:
     from PIL import Image
 
     from fzoo.images import load_image
-    from fzoo.plugins.datasets.sample_photos import PHOTOS, photo_path
+    from fzoo_builtins.datasets.sample_photos import PHOTOS, photo_path
 
     photos = []
     for name in PHOTOS:

@@ -21,7 +21,7 @@ discarded), so the console-script shim adds nothing. The table also names the he
 (torch, scikit-learn, scipy, ...) each command imported.
 
 ``--before DIR`` measures a second checkout (its ``core/`` as ``fzoo``, its ``plugins/`` as
-``fzoo.plugins``, through a folder of links put first on ``PYTHONPATH``: the editable install's
+``fzoo_builtins``, through a folder of links put first on ``PYTHONPATH``: the editable install's
 finder comes after ``sys.path``) with the same interpreter and packages, runs alternating with
 this checkout's, and adds the ratios. The load average (``os.getloadavg``) is recorded before and
 after: absolute numbers need an idle machine; ratios measured side by side are meaningful under
@@ -101,7 +101,17 @@ def _child_code(argv: list[str] | None) -> str:
 
 
 def shadow(checkout: Path, where: Path) -> Path:
-    """A folder ``where/fzoo`` of links: ``checkout/core/*`` and ``plugins -> checkout/plugins``."""
+    """A folder of links that imports ``checkout``'s fzoo.
+
+    Since the layout move the checkout's ``core/fzoo`` and ``plugins/fzoo_builtins`` are linked
+    as they are; an older checkout (``core/`` as ``fzoo``, ``plugins/`` as ``fzoo.plugins``)
+    gets a folder ``where/fzoo`` of links to ``core/*`` plus ``plugins``.
+    """
+    if (checkout / "core" / "fzoo").is_dir():
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "fzoo").symlink_to((checkout / "core" / "fzoo").resolve())
+        (where / "fzoo_builtins").symlink_to((checkout / "plugins" / "fzoo_builtins").resolve())
+        return where
     pkg = where / "fzoo"
     pkg.mkdir(parents=True)
     for entry in (checkout / "core").iterdir():

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import fzoo
-from fzoo.plugins.camera_id.extractor import CameraIdCNN
+from fzoo_builtins.camera_id.extractor import CameraIdCNN
 
 CONDITIONS = {
     "pristine": None,

@@ -11,10 +11,10 @@ from PIL import Image
 
 import fzoo
 from fzoo.plugin_manager import get_registry
-from fzoo.plugins.camera_id.bondi import BondiNet, ConstrainedConv2d
-from fzoo.plugins.camera_id.classifier import ArgmaxLogits
-from fzoo.plugins.camera_id.extractor import CameraIdCNN, grid_positions
-from fzoo.plugins.virtual_cameras import VirtualCameras
+from fzoo_builtins.camera_id.bondi import BondiNet, ConstrainedConv2d
+from fzoo_builtins.camera_id.classifier import ArgmaxLogits
+from fzoo_builtins.camera_id.extractor import CameraIdCNN, grid_positions
+from fzoo_builtins.virtual_cameras import VirtualCameras
 
 #: two cameras that differ a lot (soft noisy lens + strong JPEG vs sharp clean 4:4:4)
 PAIR = ["action-cam", "mirrorless"]
@@ -238,7 +238,7 @@ def test_end_to_end_run_and_detect(tmp_path, capsys):
 
 
 def test_timm_embedding_random_init_is_deterministic_per_seed():
-    from fzoo.plugins.camera_id.timm_embed import TimmEmbedding
+    from fzoo_builtins.camera_id.timm_embed import TimmEmbedding
 
     x = torch.rand(2, 3, 70, 64)  # centre-cropped to 64 x 64
     a = TimmEmbedding(model="resnet18", seed=1, threads=1)
@@ -260,7 +260,7 @@ def test_timm_unknown_model_is_a_clear_error():
 def test_timm_pretrained_offline_fails_fast_with_the_command(monkeypatch):
     import timm
 
-    from fzoo.plugins.camera_id.timm_embed import TimmEmbedding
+    from fzoo_builtins.camera_id.timm_embed import TimmEmbedding
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = timm.models.get_pretrained_cfg("resnet18")
@@ -281,7 +281,7 @@ def test_timm_pretrained_offline_fails_fast_with_the_command(monkeypatch):
 
 
 def test_timm_finetune_learns_saves_and_reloads(pair_data, tmp_path):
-    from fzoo.plugins.camera_id.timm_embed import TimmFinetune
+    from fzoo_builtins.camera_id.timm_embed import TimmFinetune
 
     x_tr, y_tr, x_te, _ = pair_data
     ext = TimmFinetune(
@@ -309,7 +309,7 @@ def test_timm_pretrained_from_a_local_safetensors_file(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from fzoo.plugins.camera_id.timm_embed import TimmEmbedding
+    from fzoo_builtins.camera_id.timm_embed import TimmEmbedding
 
     torch.manual_seed(5)
     model = timm.create_model("resnet18", pretrained=False)

@@ -13,7 +13,7 @@ import torch
 from fzoo.cli import main
 from fzoo.config import ConfigError, load_experiment
 from fzoo.experiment import run_experiment
-from fzoo.plugins.reconstruction.score import FeatureScore
+from fzoo_builtins.reconstruction.score import FeatureScore
 
 from .conftest import make_class_folder
 

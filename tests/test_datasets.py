@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 import fzoo
-from fzoo.plugins.datasets import (
+from fzoo_builtins.datasets import (
     FolderDataset,
     ManifestDataset,
     fzoo_register_datasets,

@@ -10,7 +10,7 @@ from scipy.fft import dctn
 from skimage import data
 
 import fzoo
-from fzoo.plugins.frequency import DCTSpectrum, FFTSpectrum, ResidualFingerprint
+from fzoo_builtins.frequency import DCTSpectrum, FFTSpectrum, ResidualFingerprint
 
 EXTRACTORS = (FFTSpectrum, DCTSpectrum, ResidualFingerprint)
 

@@ -20,8 +20,8 @@ import fzoo
 from fzoo.config import load_experiment
 from fzoo.experiment import run_experiment
 from fzoo.plugin_manager import get_registry
-from fzoo.plugins.generators import tiny_ldm
-from fzoo.plugins.generators import train_tiny_ldm as train_script
+from fzoo_builtins.generators import tiny_ldm
+from fzoo_builtins.generators import train_tiny_ldm as train_script
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -108,7 +108,7 @@ def test_export_for_bundling_halves_the_unet(quick_run, vae_dir, tmp_path):
 
 
 def test_training_uses_no_holdout_photo():
-    from fzoo.plugins.sd_vae.photos import HOLDOUT
+    from fzoo_builtins.sd_vae.photos import HOLDOUT
 
     cfg = train_script.parse_args(["--vae", "x", "--out", "y", "--quick"])
     crops, names = train_script.sample_crops(cfg, 64, 40, seed=1)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from skimage import data
 
 import fzoo
-from fzoo.plugins.perturbations import JPEG, Crop, GaussianBlur, GaussianNoise, Resize
+from fzoo_builtins.perturbations import JPEG, Crop, GaussianBlur, GaussianNoise, Resize
 
 PERTURBATIONS = (JPEG, Resize, GaussianBlur, Crop, GaussianNoise)
 

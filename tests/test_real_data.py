@@ -25,7 +25,7 @@ from PIL import Image
 import fzoo
 from fzoo.cli import main
 from fzoo.data import Item, SplitLeakError, check_split
-from fzoo.plugins.datasets import FolderDataset, ManifestDataset
+from fzoo_builtins.datasets import FolderDataset, ManifestDataset
 
 H, W, TILE = 128, 192, 64  # each photo: a 2 x 3 grid of 64-pixel tiles
 

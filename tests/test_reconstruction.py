@@ -25,8 +25,8 @@ from fzoo.plugin_manager import (
     register_plugin,
     unregister_plugin,
 )
-from fzoo.plugins.reconstruction import DIRE, ReconError
-from fzoo.plugins.reconstruction.recon_error import pool_map
+from fzoo_builtins.reconstruction import DIRE, ReconError
+from fzoo_builtins.reconstruction.recon_error import pool_map
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -294,14 +294,14 @@ def sd_vae_registry():
         yield reg
         return
     try:
-        import fzoo.plugins.sd_vae as sd_vae
+        import fzoo_builtins.sd_vae as sd_vae
     except ImportError:
         pytest.skip("the sd-vae launderer plugin is not available")
     register_plugin(sd_vae, name="sd-vae-for-recon-test")
     try:
         reg = get_registry()
         if "sd-vae" not in reg.names("launderer"):
-            pytest.skip("fzoo.plugins.sd_vae registers no sd-vae launderer")
+            pytest.skip("fzoo_builtins.sd_vae registers no sd-vae launderer")
         yield reg
     finally:
         unregister_plugin("sd-vae-for-recon-test")

@@ -139,7 +139,7 @@ def test_docstrings_cite_the_papers():
         doc = get_registry().components["launderer"][name].__doc__ or ""
         assert "Rombach" in doc and "Mandelli" in doc
     assert "Bohan" in (get_registry().components["launderer"]["taesd"].__doc__ or "")
-    import fzoo.plugins.sd_vae.launderers as mod
+    import fzoo_builtins.sd_vae.launderers as mod
 
     assert all(k in (mod.__doc__ or "") for k in ("Rombach", "Mandelli", "Bohan"))
 
@@ -270,9 +270,9 @@ def test_tiling_matches_diffusers_tiling(kl4):
 
 
 def test_shared_tiling_is_diffusers_tiling(kl4):
-    """fzoo.plugins.sd_vae.tiling (what taesd uses) reproduces diffusers' AutoencoderKL tiling
+    """fzoo_builtins.sd_vae.tiling (what taesd uses) reproduces diffusers' AutoencoderKL tiling
     bit for bit: the same tiles, overlap and seam blending as sd-vae's tile_size."""
-    from fzoo.plugins.sd_vae.tiling import tiled_roundtrip
+    from fzoo_builtins.sd_vae.tiling import tiled_roundtrip
 
     vae, _ = kl4
     x = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(2)) * 2 - 1
@@ -437,7 +437,7 @@ def test_taesd_diffusers_folder_equals_autoencoder_tiny(tiny_taesd, images):
 
 
 def _save_original_layout(folder: Path, prefix: str, channels: int, gn: bool, ext: str = ".pth"):
-    from fzoo.plugins.sd_vae.taesd_arch import TinyAutoencoder
+    from fzoo_builtins.sd_vae.taesd_arch import TinyAutoencoder
 
     torch.manual_seed(channels)
     model = TinyAutoencoder(channels, use_midblock_gn=gn).eval()

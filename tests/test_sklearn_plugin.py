@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 import fzoo
 from fzoo.persist import UntrustedStateError, load_estimator, save_estimator
-from fzoo.plugins.sklearn import (
+from fzoo_builtins.sklearn import (
     CLASSIFIERS,
     GradientBoostingClassifier,
     LogisticRegressionClassifier,
@@ -29,7 +29,7 @@ from fzoo.plugins.sklearn import (
     TwoStageClassifier,
     fzoo_register_classifiers,
 )
-from fzoo.plugins.sklearn.cascade import TwoStageEstimator
+from fzoo_builtins.sklearn.cascade import TwoStageEstimator
 
 LABELS = np.array(["laundered", "pristine", "synthetic"])
 NAMES = [cls.name for cls in CLASSIFIERS]

@@ -155,7 +155,7 @@ def test_validate_still_checks_params(tmp_path):
 
 def test_camera_id_constants_match_the_network():
     """``extractor.py`` keeps the two constants of ``bondi.py`` (which imports torch)."""
-    from fzoo.plugins.camera_id import bondi, extractor
+    from fzoo_builtins.camera_id import bondi, extractor
 
     assert (extractor.PATCH, extractor.EMBED_DIM) == (bondi.PATCH, bondi.EMBED_DIM)
 
@@ -164,8 +164,8 @@ def test_validate_timm_and_dire_params_light_once_names_are_known(tmp_path, monk
     """timm architecture names and DDIMScheduler arguments are checked from names remembered
     per installed version (:mod:`fzoo.known_names`): validating them imports neither package."""
     from fzoo import known_names
-    from fzoo.plugins.camera_id.timm_embed import _timm_architectures
-    from fzoo.plugins.reconstruction.dire import _ddim_args
+    from fzoo_builtins.camera_id.timm_embed import _timm_architectures
+    from fzoo_builtins.reconstruction.dire import _ddim_args
 
     monkeypatch.setattr(known_names, "_memo", {})
     known_names.known_names("timm", "architectures", _timm_architectures)
@@ -188,8 +188,8 @@ def test_unknown_names_are_still_asked_of_the_package(monkeypatch):
     from pydantic import ValidationError
 
     from fzoo import known_names
-    from fzoo.plugins.camera_id.timm_embed import TimmEmbedding
-    from fzoo.plugins.reconstruction.dire import DIRE
+    from fzoo_builtins.camera_id.timm_embed import TimmEmbedding
+    from fzoo_builtins.reconstruction.dire import DIRE
 
     monkeypatch.setattr(known_names, "_memo", {})
     with pytest.raises(ValidationError, match="unknown timm model 'resnet18x'"):

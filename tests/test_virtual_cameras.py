@@ -14,8 +14,8 @@ from skimage import data as skdata
 
 import fzoo
 from fzoo.plugin_manager import get_registry
-from fzoo.plugins.virtual_cameras import CAMERAS, VirtualCameras
-from fzoo.plugins.virtual_cameras.pipeline import (
+from fzoo_builtins.virtual_cameras import CAMERAS, VirtualCameras
+from fzoo_builtins.virtual_cameras.pipeline import (
     demosaic,
     mosaic,
     prepare_scene,
