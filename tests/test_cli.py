@@ -135,3 +135,46 @@ def test_console_script_runs():
     proc = subprocess.run([str(exe), "plugins"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "frequency (builtin)" in proc.stdout
+
+
+def test_closed_stdout_exits_quietly():
+    """`fzoo list | head`: when the reader has gone, fzoo stops with 141 (128 + SIGPIPE), as
+    shell tools do, and no BrokenPipeError traceback on stderr."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line: every write fails (EPIPE)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fzoo.cli", "list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141
+
+
+def test_list_through_head_prints_no_traceback():
+    exe = Path(sys.executable).parent / "fzoo"
+    proc = subprocess.run(
+        f"'{exe}' list | head -1", shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    assert proc.stdout.endswith(":\n") and proc.stdout.count("\n") == 1  # "launderers:", say
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    """Only a closed stdout is quiet: a plugin's own broken pipe still surfaces."""
+    from fzoo.commands import listing
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(listing, "cmd_plugins", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["plugins"])

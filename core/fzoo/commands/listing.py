@@ -1,0 +1,138 @@
+"""``fzoo plugins``, ``fzoo list`` and ``fzoo list detectors``: what is installed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from fzoo.commands._common import EXIT_OK, EXIT_USAGE, print_json, registry
+from fzoo.components import KIND_ALIASES, KINDS
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """``fzoo plugins``: each plugin, where it came from, its hooks, components and presets."""
+    reg = registry()
+    infos = [info.as_dict() for info in reg.plugins.values()]
+    if args.json:
+        print_json(infos)
+        return EXIT_OK
+    for info in infos:
+        status = f"  FAILED: {info['error']}" if info["error"] else ""
+        print(f"{info['name']} ({info['source']}){status}")
+        if info["hooks"]:
+            print(f"  hooks: {', '.join(info['hooks'])}")
+        for kind, names in sorted(info["components"].items()):
+            print(f"  {kind}: {', '.join(sorted(names))}")
+        if info["presets"]:
+            print(f"  presets: {', '.join(info['presets'])}")
+    return EXIT_OK
+
+
+_KIND_ALIASES = {**KIND_ALIASES, "presets": "preset", "experiments": "experiment"}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``fzoo list [KIND]``: components with their parameters, presets, experiments."""
+    if args.kind in ("detector", "detectors"):
+        return list_detectors(args)
+    reg = registry()
+    kind = args.kind
+    if kind is not None:
+        kind = _KIND_ALIASES.get(kind, kind).replace("-", "_")
+        valid = (*KINDS, "preset", "experiment")
+        if kind not in valid:
+            print(
+                f"fzoo list: unknown kind {args.kind!r}; choose from {', '.join(valid)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    out: dict[str, Any] = {}
+    for k in KINDS:
+        if kind not in (None, k):
+            continue
+        out[k] = [
+            {
+                "name": name,
+                "plugin": reg.owner(k, name),
+                "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
+                "version": cls.version,
+                "params": cls.params_schema().get("properties", {}),
+            }
+            for name, cls in sorted(reg.components[k].items())
+        ]
+    if kind in (None, "preset"):
+        out["preset"] = [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "component": p.component,
+                "params": p.params,
+                "description": p.description,
+                "origin": p.origin,
+            }
+            for p in sorted(reg.presets.values(), key=lambda p: p.name)
+        ]
+    if kind in (None, "experiment"):
+        from fzoo.catalogue import experiments
+
+        out["experiment"] = [
+            {"name": n, "description": (e.get("description") or ""), "origin": str(p)}
+            for n, (p, e) in sorted(experiments().items())
+        ]
+    if args.json:
+        print_json(out)
+        return EXIT_OK
+    for k, entries in out.items():
+        print(f"{k}s:" if not k.endswith("s") else f"{k}:")
+        for e in entries:
+            desc = f"  {e['description']}" if e.get("description") else ""
+            plugin = f" [{e['plugin']}]" if "plugin" in e else ""
+            comp = f" -> {e['component']} {e['params']}" if "component" in e else ""
+            print(f"  {e['name']}{plugin}{comp}{desc}")
+            for pname, schema in (e.get("params") or {}).items() if "plugin" in e else []:
+                default = repr(schema["default"]) if "default" in schema else "(required)"
+                typ = schema.get("type") or "/".join(
+                    a.get("type", "?") for a in schema.get("anyOf", [])
+                )
+                pdesc = schema.get("description", "")
+                print(f"      {pname}: {typ} = {default}  {pdesc}".rstrip())
+    return EXIT_OK
+
+
+def published_detectors(reg: Any) -> dict[str, Any]:
+    """Feature extractors that declare themselves published detectors (``published = True``)."""
+    return {
+        name: cls
+        for name, cls in sorted(reg.components["feature_extractor"].items())
+        if getattr(cls, "published", False) is True
+    }
+
+
+def list_detectors(args: argparse.Namespace) -> int:
+    """``fzoo list detectors``: the published detectors, their papers and weights."""
+    reg = registry()
+    rows = []
+    for name, cls in published_detectors(reg).items():
+        rows.append(
+            {
+                "name": name,
+                "plugin": reg.owner("feature_extractor", name),
+                "description": cls.description,
+                "paper": getattr(cls, "paper", ""),
+                "protocol": getattr(cls, "protocol", ""),
+                "weights_file": getattr(cls, "weights_filename", ""),
+                "weights_url": getattr(cls, "weights_url", ""),
+                "weights_licence": getattr(cls, "weights_licence", ""),
+            }
+        )
+    if args.json:
+        print_json({"detectors": rows})
+        return EXIT_OK
+    print("detectors (published weights; use: fzoo detect --detector NAME --param weights=FILE):")
+    for r in rows:
+        print(f"  {r['name']} [{r['plugin']}]  {r['description']}")
+        for key in ("paper", "protocol", "weights_file", "weights_url", "weights_licence"):
+            if r[key]:
+                print(f"      {key.replace('_', ' ')}: {r[key]}")
+    return EXIT_OK
