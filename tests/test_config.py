@@ -138,7 +138,8 @@ def test_grid_expands_cells_and_validates_each(tmp_path):
 
     bad = GOOD + "grid:\n  pipelines.fft-lr.features.0.params.bins: [16, 1]\n"
     (msg,) = issues_of(write(tmp_path, bad, "bad.yaml"))
-    assert "grid cell [pipelines.fft-lr.features.0.params.bins=1]" in msg
+    # at the offending value in the grid (line 19, column 49), not at the extractor's line
+    assert ":19:49: grid 'pipelines.fft-lr.features.0.params.bins' = 1: fft-spectrum" in msg
 
     missing = GOOD + "grid:\n  pipelines.nope.classifier.name: [svm]\n"
     (msg,) = issues_of(write(tmp_path, missing, "missing.yaml"))

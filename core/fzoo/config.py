@@ -14,8 +14,6 @@ a did-you-mean. YAML tags that would construct objects are rejected, and so are 
 
 from __future__ import annotations
 
-import copy
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from fzoo.grid import (  # noqa: F401  (re-exported: fzoo.config is the public n
     _set_path,
     apply_overrides,
     apply_variant,
+    expand_grid,
     set_override,
 )
 from fzoo.plan import (  # noqa: F401  (re-exported: fzoo.config is the public name)
@@ -52,6 +51,8 @@ from fzoo.schema import (  # noqa: F401  (re-exported: fzoo.config is the public
     SplitSpec,
     TaskSpec,
     _pydantic_issues,
+    param_messages,
+    unknown_component_message,
 )
 from fzoo.yaml_loader import (  # noqa: F401  (re-exported: fzoo.config is the public name)
     LIMIT_ENV,
@@ -92,26 +93,14 @@ def validate_components(
             if resolved is not None:
                 resolved[path] = rc
         except UnknownComponentError as exc:
-            issues.append(located.issue((*full, "name"), str(exc)))
+            issues.append(located.issue((*full, "name"), unknown_component_message(exc)))
         except ValidationError as exc:
-            for err in exc.errors():
-                key = err["loc"][0] if err["loc"] else None
-                if err["type"] == "extra_forbidden":
-                    msg = f"{short(comp.name)}: unknown parameter {short(key)}"
-                    from fzoo.plugin_manager import get_registry
+            from fzoo.plugin_manager import get_registry
 
-                    reg = get_registry()
-                    target = reg.presets[comp.name].component if comp.name in reg.presets else None
-                    cls = reg.get(kind, target or comp.name)
-                    import difflib
-
-                    close = difflib.get_close_matches(str(key), list(cls.Params.model_fields), 1)
-                    valid = ", ".join(cls.Params.model_fields) or "(none)"
-                    msg += f"; did you mean {close[0]!r}?" if close else ""
-                    msg += f" Valid parameters: {valid}"
-                else:
-                    got = err.get("input")
-                    msg = f"{comp.name}: parameter {short(key)}: {err['msg']} (got {short(got)})"
+            reg = get_registry()
+            target = reg.presets[comp.name].component if comp.name in reg.presets else None
+            cls = reg.components[kind].get(target or comp.name)
+            for key, msg in param_messages(exc, comp.name, cls):
                 issues.append(located.issue((*full, "params", key) if key else full, msg))
     issues.extend(_check_labels(spec, located, prefix))
     return issues
@@ -186,33 +175,14 @@ def validate_data(
     issues = validate_components(spec, located, prefix, components)
     cells: list[Cell] = []
     if spec.grid:
-        keys = list(spec.grid)
-        base = {k: v for k, v in raw.items() if k != "grid"}
-        resolved: dict[str, Path_] = {}
-        for key in keys:
-            try:
-                resolved[key], _ = _resolve_path(base, key)
-            except KeyError as exc:
-                issues.append(located.issue((*prefix, "grid", key), f"grid path {key!r}: {exc}"))
-        if not issues:
-            for combo in itertools.product(*(spec.grid[k] for k in keys)):
-                values = dict(zip(keys, combo, strict=True))
-                data = copy.deepcopy(base)
-                for key, value in values.items():
-                    _set_path(data, resolved[key], value)
-                cell_id = ",".join(f"{k}={v}" for k, v in values.items())
-                try:
-                    cell_spec = ExperimentSpec.model_validate(data)
-                except ValidationError as exc:
-                    for issue in _pydantic_issues(exc, located, (*prefix, "grid")):
-                        issue.message = f"grid cell [{cell_id}]: {issue.message}"
-                        issues.append(issue)
-                    continue
-                cell_resolved: dict[Path_, ResolvedComponent] = {}
-                for issue in validate_components(cell_spec, located, prefix, cell_resolved):
-                    issue.message = f"grid cell [{cell_id}]: {issue.message}"
-                    issues.append(issue)
-                cells.append(Cell(cell_id, values, cell_spec, _plan(cell_spec, cell_resolved)))
+
+        def check(cell_spec: ExperimentSpec) -> tuple[list[ConfigIssue], CellPlan | None]:
+            cell_resolved: dict[Path_, ResolvedComponent] = {}
+            found = validate_components(cell_spec, located, prefix, cell_resolved)
+            return found, _plan(cell_spec, cell_resolved)
+
+        cells, grid_issues = expand_grid(raw, spec, located, prefix, None if issues else check)
+        issues.extend(grid_issues)
     else:
         cells = [Cell("", {}, spec, _plan(spec, components))]
     if issues:

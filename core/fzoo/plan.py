@@ -60,6 +60,9 @@ def resolve_component(spec: ComponentSpec, kind: str) -> ResolvedComponent:
         name, params, preset_name = spec.name, dict(spec.params), None
     cls = reg.get(kind, name)
     validated = cls.Params(**params)
+    from fzoo.schema import refuse_quoted_values
+
+    refuse_quoted_values(params, validated)  # bins: "3" is refused, not read as 3
     return ResolvedComponent(kind, name, validated.model_dump(mode="json"), preset_name, cls)
 
 

@@ -6,6 +6,8 @@ Component parameters are checked later, against each component's own schema (:mo
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -344,3 +346,90 @@ def _pydantic_issues(exc: ValidationError, located: Located, prefix: Path_) -> l
             tail = f" (got {short(got)})"
         issues.append(located.issue(path, f"{where}: {msg}{tail}"))
     return issues
+
+
+# --------------------------------------------------------------------------- component parameters
+
+#: a float PyYAML reads as a string (YAML 1.1 wants a dot: ``1.0e-3``); taken as the number
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+
+
+def refuse_quoted_values(given: dict[str, Any], validated: BaseModel) -> None:
+    """Refuse a parameter written as a string that validation turned into a number or a
+    boolean (``bins: "3"``, ``standardize: "yes"``): pydantic's lax mode would take it, but a
+    quoted number is more often a mistake than a choice. Raises ``ValidationError`` with
+    the parameter's name, as any other parameter error. ``1e-3`` (read as a string by YAML 1.1)
+    is accepted as the number it is."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    dumped = validated.model_dump(by_alias=True)
+    errors: list[InitErrorDetails] = []
+    for key, value in given.items():
+        got = dumped.get(key)
+        if not isinstance(value, str) or not isinstance(got, int | float):  # bool is an int
+            continue
+        if (
+            isinstance(got, float)
+            and not isinstance(got, bool)
+            and _EXPONENT_FLOAT.fullmatch(value)
+        ):
+            continue
+        what = "a boolean" if isinstance(got, bool) else "a number"
+        error = PydanticCustomError(
+            "quoted_value",
+            "{what} written as a string; write {plain} without quotes",
+            {"what": what, "plain": json.dumps(got)},
+        )
+        errors.append(InitErrorDetails(type=error, loc=(key,), input=value))
+    if errors:
+        raise ValidationError.from_exception_data(type(validated).__name__, errors)
+
+
+def param_messages(
+    exc: ValidationError, component: str, cls: type[Any] | None
+) -> list[tuple[str | None, str]]:
+    """``(parameter, message)`` for every error of a component's ``Params`` validation, the way
+    experiment files report them: an unknown parameter with a did-you-mean and the valid ones,
+    else the parameter, pydantic's message and the value given (no raw pydantic dump)."""
+    out: list[tuple[str | None, str]] = []
+    fields = list(cls.Params.model_fields) if cls is not None else []
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else None
+        if err["type"] == "extra_forbidden":
+            msg = f"{short(component)}: unknown parameter {short(key)}"
+            close = difflib.get_close_matches(str(key), fields, 1)
+            msg += f"; did you mean {close[0]!r}?" if close else ""
+            msg += f" Valid parameters: {', '.join(fields) or '(none)'}"
+        elif err["type"] == "missing":
+            msg = f"{component}: missing required parameter {short(key)}"
+        else:
+            got = err.get("input")
+            msg = f"{component}: parameter {short(key)}: {err['msg']} (got {short(got)})"
+        out.append((key, msg))
+    return out
+
+
+def unknown_component_message(exc: LookupError) -> str:
+    """The message of an unknown component name, naming the installed plugins blocked by
+    ``FZOO_BLOCK_PLUGINS``: a blocked plugin's components are not loaded, so the name may be
+    one of theirs."""
+    import importlib.metadata
+
+    from fzoo.plugin_manager import DEFAULT_PLUGINS, ENTRY_POINT_GROUP, blocked_names
+
+    text = str(exc)
+    blocked = blocked_names()
+    if not blocked:
+        return text
+    installed = {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS}
+    installed |= {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    found = sorted(blocked & installed)
+    if not found:
+        return text
+    shown = ", ".join(repr(b) for b in found)
+    head, sep, listing = text.partition(" Installed: ")
+    note = (
+        f" (blocked: plugin {shown} is installed but blocked by FZOO_BLOCK_PLUGINS, so its "
+        "components are not loaded; unblock it if it provides this name)"
+    )
+    return f"{head}{note}{sep}{listing}"

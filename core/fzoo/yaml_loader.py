@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class ConfigIssue:
     line: int
     col: int
     message: str
+    #: the path of the value in the YAML data it is about, when known (grids relocate by it)
+    path: Path_ | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
@@ -232,7 +234,7 @@ class Located:
 
     def issue(self, path: Path_, message: str) -> ConfigIssue:
         line, col = self.loc(path)
-        return ConfigIssue(self.file, line, col, message)
+        return ConfigIssue(self.file, line, col, message, tuple(path))
 
 
 _PLAIN_TAGS: dict[type, str] = {
