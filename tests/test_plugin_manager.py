@@ -15,6 +15,9 @@ class Constant(fzoo.FeatureExtractor):
 
     name = "constant-feature"
 
+    class Params(fzoo.Params):
+        pass
+
     def extract(self, batch):
         return np.ones((batch.shape[0], 2), dtype=np.float32)
 

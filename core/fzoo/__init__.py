@@ -6,6 +6,8 @@ This module is the public API a plugin needs: ``hookimpl``, the component base c
 
 from __future__ import annotations
 
+from typing import Any
+
 from fzoo.components import (
     Classifier,
     Component,
@@ -45,6 +47,16 @@ from fzoo.weights import (
 from fzoo.weights import resolve as resolve_weights
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``fzoo.testing`` (the contract suite for plugin tests) is imported on first use."""
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("fzoo.testing")
+    raise AttributeError(f"module 'fzoo' has no attribute {name!r}")
+
 
 __all__ = [
     "Classifier",

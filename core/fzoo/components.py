@@ -137,10 +137,17 @@ class Component:
 
 
 class Launderer(Component):
-    """Maps a batch to a look-alike batch of the same size (e.g. an autoencoder round trip)."""
+    """Maps a batch to a look-alike batch of the same size (e.g. an autoencoder round trip).
+
+    The output keeps the batch size, the channels, values in [0, 1] and the image size, but may
+    be cropped (top-left) to sides that are multiples of :attr:`multiple`; a launderer that
+    resizes sets :attr:`changes_size` (checked at run time: :mod:`fzoo.contracts`).
+    """
 
     kind = "launderer"
     multiple: ClassVar[int] = 1
+    #: whether the output may have another size than the input (a resize, an arbitrary crop)
+    changes_size: ClassVar[bool] = False
 
     def launder(self, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -156,6 +163,10 @@ class Generator(Component):
 
     kind = "generator"
     supports_img2img: ClassVar[bool] = False
+    #: ``img2img`` may crop its input (top-left) to sides that are multiples of this
+    multiple: ClassVar[int] = 1
+    #: whether ``img2img`` may return another size than its input
+    changes_size: ClassVar[bool] = False
 
     def generate(self, n: int, seed: int) -> torch.Tensor:
         raise NotImplementedError
@@ -165,9 +176,16 @@ class Generator(Component):
 
 
 class Perturbation(Component):
-    """A post-processing operation (robustness condition): JPEG, resize, blur, crop, noise."""
+    """A post-processing operation (robustness condition): JPEG, resize, blur, crop, noise.
+
+    ``apply`` keeps the batch size, the channels, values in [0, 1] and, unless the class sets
+    :attr:`changes_size` (resize, crop), the image size.
+    """
 
     kind = "perturbation"
+    multiple: ClassVar[int] = 1
+    #: whether the output may have another size than the input (resize, crop)
+    changes_size: ClassVar[bool] = False
 
     def apply(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -303,29 +321,51 @@ class Dataset(Component):
 @dataclass(frozen=True)
 class Kind:
     """A kind of component: its name in YAML, its base class, the plugin hook that registers it,
-    and the other words ``fzoo list`` accepts for it."""
+    the other words ``fzoo list`` accepts for it, and the methods a class of the kind must
+    override (checked at registration, :mod:`fzoo.contracts`).
+
+    ``methods`` lists alternatives: a class overrides every method of at least one of them (a
+    classifier: ``build_estimator``, or ``fit`` and ``predict_proba``). ``learned_methods`` are
+    required too when the class sets ``requires_fit``.
+    """
 
     name: str
     base: type[Component]
     hook: str
     aliases: tuple[str, ...] = ()
+    methods: tuple[tuple[str, ...], ...] = ()
+    learned_methods: tuple[str, ...] = ()
 
 
 #: The one table of component kinds, in the order they are listed. ``KINDS``, ``BASES``,
 #: ``fzoo.plugin_manager.HOOK_OF_KIND`` and ``KIND_ALIASES`` (``fzoo list``) derive from it; a new
 #: kind needs a row here, a base class above and a hook spec in :mod:`fzoo.hookspecs`.
 KIND_TABLE: tuple[Kind, ...] = (
-    Kind("launderer", Launderer, "fzoo_register_launderers", ("launderers",)),
+    Kind("launderer", Launderer, "fzoo_register_launderers", ("launderers",), (("launder",),)),
     Kind(
         "feature_extractor",
         FeatureExtractor,
         "fzoo_register_feature_extractors",
         ("features", "feature-extractors", "feature_extractors", "extractors"),
+        (("extract",),),
+        ("fit", "save_state", "load_state"),
     ),
-    Kind("classifier", Classifier, "fzoo_register_classifiers", ("classifiers",)),
-    Kind("perturbation", Perturbation, "fzoo_register_perturbations", ("perturbations",)),
-    Kind("generator", Generator, "fzoo_register_generators", ("generators",)),
-    Kind("dataset", Dataset, "fzoo_register_datasets", ("datasets",)),
+    Kind(
+        "classifier",
+        Classifier,
+        "fzoo_register_classifiers",
+        ("classifiers",),
+        (("build_estimator",), ("fit", "predict_proba")),
+    ),
+    Kind(
+        "perturbation",
+        Perturbation,
+        "fzoo_register_perturbations",
+        ("perturbations",),
+        (("apply",),),
+    ),
+    Kind("generator", Generator, "fzoo_register_generators", ("generators",), (("generate",),)),
+    Kind("dataset", Dataset, "fzoo_register_datasets", ("datasets",), (("records",),)),
 )
 KINDS: tuple[str, ...] = tuple(k.name for k in KIND_TABLE)
 BASES: dict[str, type[Component]] = {k.name: k.base for k in KIND_TABLE}

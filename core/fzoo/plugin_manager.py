@@ -24,7 +24,8 @@ import pluggy
 
 from fzoo import hookspecs
 from fzoo.catalogue import Preset, load_presets
-from fzoo.components import BASES, KIND_TABLE, KINDS, Component
+from fzoo.components import KIND_TABLE, KINDS, Component
+from fzoo.contracts import ComponentFailure, class_problems, kind_words
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "fzoo_builtins.frequency",
@@ -64,6 +65,16 @@ class UnknownComponentError(LookupError):
         super().__init__(f"unknown {kind.replace('_', ' ')} {shown}{hint} Installed: {listing}")
 
 
+class FailedComponentError(UnknownComponentError):
+    """A component name whose class a plugin registered but which failed its contract."""
+
+    def __init__(self, kind: str, name: str, installed: list[str], failure: ComponentFailure):
+        super().__init__(kind, name, installed)
+        self.failure = failure
+        self.suggestions = []
+        self.args = (f"{kind.replace('_', ' ')} {name!r} is not usable: {failure.message()}",)
+
+
 @dataclass
 class PluginInfo:
     """What ``fzoo plugins`` shows for one plugin."""
@@ -74,6 +85,8 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
     presets: list[str] = field(default_factory=list)
     error: str | None = None
+    #: classes it registered that broke the registration contract (not in the registry)
+    failed: list[ComponentFailure] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +96,7 @@ class PluginInfo:
             "components": self.components,
             "presets": self.presets,
             "error": self.error,
+            "failed": [f.as_dict() for f in self.failed],
         }
 
 
@@ -105,10 +119,40 @@ class Registry:
             installed = self.names(kind) + sorted(
                 p.name for p in self.presets.values() if p.kind == kind
             )
+            failure = self.failed_component(kind, name)
+            if failure is not None:
+                raise FailedComponentError(kind, name, installed, failure) from None
             raise UnknownComponentError(kind, name, installed) from None
 
     def owner(self, kind: str, name: str) -> str:
         return self.owners.get((kind, name), "?")
+
+    def failed_components(self) -> list[tuple[str, ComponentFailure]]:
+        """(plugin, failure) of every registered class that broke the registration contract."""
+        return [(p.name, f) for p in self.plugins.values() for f in p.failed]
+
+    def failed_component(self, kind: str, name: str) -> ComponentFailure | None:
+        """The failure of the class registered as ``name`` of ``kind`` (None: none failed)."""
+        for _, failure in self.failed_components():
+            if failure.kind == kind and failure.name == name:
+                return failure
+        return None
+
+    def problems(self) -> list[str]:
+        """What ``fzoo plugins --strict`` refuses: failed plugins, failed components, and
+        presets that name a component no plugin registers (one line each)."""
+        out = [f"plugin {p.name!r}: {p.error}" for p in self.plugins.values() if p.error]
+        out += [f"plugin {p!r}: {f.message()}" for p, f in self.failed_components()]
+        for preset in self.presets.values():
+            known = self.components.get(preset.kind, {})
+            if preset.component not in known:
+                failed = self.failed_component(preset.kind, preset.component)
+                why = "failed its contract" if failed else "is not registered"
+                out.append(
+                    f"preset {preset.name!r} ({preset.origin}): {kind_words(preset.kind)} "
+                    f"{preset.component!r} {why}"
+                )
+        return out
 
 
 _pm: pluggy.PluginManager | None = None
@@ -233,17 +277,18 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             plugin_name = impl.plugin_name
 
             def register(cls: type[Component], _k: str = kind, _p: str = plugin_name) -> None:
-                if not (isinstance(cls, type) and issubclass(cls, BASES[_k])):
-                    raise TypeError(f"{cls!r} is not a subclass of fzoo.{BASES[_k].__name__}")
-                if not cls.name:
-                    raise TypeError(f"{cls.__qualname__} has no 'name'")
-                previous = components[_k].get(cls.name)
+                name = getattr(cls, "name", None)
+                previous = components[_k].get(name) if isinstance(name, str) else None
                 if previous is not None and previous is not cls:
                     raise PluginError(
-                        f"duplicate {_k.replace('_', ' ')} name {cls.name!r}: registered by plugin "
-                        f"{owners[(_k, cls.name)]!r} and by plugin {_p!r}. Block one of them with "
-                        f"FZOO_BLOCK_PLUGINS={_p}"
+                        f"duplicate {_k.replace('_', ' ')} name {name!r}: registered by plugin "
+                        f"{owners[(_k, str(name))]!r} and by plugin {_p!r}. Block one of them "
+                        f"with FZOO_BLOCK_PLUGINS={_p}"
                     )
+                problems = class_problems(cls, _k)
+                if problems:  # this component fails; the plugin's others register
+                    infos[_p].failed.append(ComponentFailure.of(cls, _k, problems))
+                    return
                 components[_k][cls.name] = cls
                 owners[(_k, cls.name)] = _p
                 infos[_p].components.setdefault(_k, []).append(cls.name)

@@ -30,6 +30,8 @@ class Crop(fzoo.Perturbation):
     name = "crop"
     description = "Square or proportional crop, centred or random (Wang et al. 2020 protocol)"
     version = "1"
+    #: the output is a crop: the size check does not apply
+    changes_size = True
 
     class Params(fzoo.Params):
         size: int | None = Field(

@@ -43,6 +43,8 @@ class Resize(fzoo.Perturbation):
     name = "resize"
     description = "Rescale by a factor with Pillow, optionally back (Mandelli et al. 2024 list)"
     version = "1"
+    #: the output is smaller or larger (unless ``restore``): the size check does not apply
+    changes_size = True
 
     class Params(fzoo.Params):
         scale: float = Field(
