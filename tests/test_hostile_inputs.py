@@ -231,6 +231,9 @@ class BadShape(fzoo.FeatureExtractor):
 
     name = "bad-shape"
 
+    class Params(fzoo.Params):
+        pass
+
     def extract(self, batch: torch.Tensor) -> np.ndarray:
         return np.zeros((batch.shape[0], 3, 1), np.float32)
 
@@ -239,6 +242,9 @@ class NanOnBright(fzoo.FeatureExtractor):
     """NaN features for images brighter than 0.45 on average; finite ones otherwise."""
 
     name = "nan-on-bright"
+
+    class Params(fzoo.Params):
+        pass
 
     def extract(self, batch: torch.Tensor) -> np.ndarray:
         mean = batch.mean(dim=(1, 2, 3)).numpy()[:, None]
@@ -584,6 +590,9 @@ class FailOnDark(fzoo.Launderer):
 
     name = "fail-on-dark"
 
+    class Params(fzoo.Params):
+        pass
+
     def launder(self, batch: torch.Tensor) -> torch.Tensor:
         if (batch.mean(dim=(1, 2, 3)) < 0.4).any():
             raise RuntimeError("cannot handle\nthis image")
@@ -649,7 +658,7 @@ def test_full_disk_while_appending_a_row_then_resume_loses_nothing(
 ):
     """ENOSPC in the middle of a manifest row (default batch size): the PNG stays without a
     row, the half row is cut back; the next run verifies and lists it, and removes .tmp-*."""
-    import fzoo.launder as launder_mod
+    import fzoo.launder_manifest as launder_mod  # where the manifest's writes are
 
     src = tmp_path / "in"
     _noise(src, 40)
