@@ -91,6 +91,13 @@ def cmd_launder(args: argparse.Namespace) -> int:
     return cmd_launder(args)
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    """``fzoo new-plugin`` (:mod:`fzoo.commands.new_plugin`)."""
+    from fzoo.commands.new_plugin import cmd_new_plugin
+
+    return cmd_new_plugin(args)
+
+
 # --------------------------------------------------------------------------- the parser
 
 
@@ -165,8 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz (arrays: features, paths)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument(
+        "--fit-on",
+        metavar="DIR",
+        help="learned extractor: fit it first on DIR's images, labelled by sub-folder name",
+    )
+    p.add_argument(
+        "--fit-target",
+        choices=("label", "camera"),
+        help="with --fit-on: sub-folders are labels (default) or cameras",
+    )
+    p.add_argument("--state", metavar="DIR", help="learned extractor: load this fitted state")
+    p.add_argument("--save-state", metavar="DIR", help="with --fit-on: save the fitted state")
     p.add_argument("paths", nargs="+", help="image files or folders")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "new-plugin",
+        help="write a new plugin package (pyproject, an example extractor, tests, README)",
+        description="Write a pip-installable fzoo plugin package into OUT/NAME: pyproject.toml "
+        "with the 'fzoo' entry point, one example feature extractor, tests that run "
+        "fzoo.testing's checks and a tiny experiment, and a README. Refuses an existing folder.",
+    )
+    p.add_argument("name", metavar="NAME", help="package name (PEP 508), e.g. fzoo-local-var")
+    p.add_argument("--out", default=".", help="folder to create NAME in (default: here)")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser(
         "launder",

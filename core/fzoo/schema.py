@@ -398,7 +398,7 @@ def param_messages(
         if err["type"] == "extra_forbidden":
             msg = f"{short(component)}: unknown parameter {short(key)}"
             close = difflib.get_close_matches(str(key), fields, 1)
-            msg += f"; did you mean {close[0]!r}?" if close else ""
+            msg += f"; did you mean {close[0]!r}?" if close else "."
             msg += f" Valid parameters: {', '.join(fields) or '(none)'}"
         elif err["type"] == "missing":
             msg = f"{component}: missing required parameter {short(key)}"
@@ -433,3 +433,48 @@ def unknown_component_message(exc: LookupError) -> str:
         "components are not loaded; unblock it if it provides this name)"
     )
     return f"{head}{note}{sep}{listing}"
+
+
+def param_type(
+    prop: dict[str, Any], defs: dict[str, Any] | None = None, bounds: bool = True
+) -> str:
+    """A parameter's type as ``fzoo list`` prints it, from its JSON schema: the choices of a
+    ``Literal``/enum (``one of "mean_logit", "majority"``), bounds (``integer >=4 <=256``;
+    ``bounds=False``: not those of the top level), list items and alternatives (``list of
+    integer | null``)."""
+    defs = defs or {}
+    if "$ref" in prop:
+        target = defs.get(str(prop["$ref"]).rsplit("/", 1)[-1])
+        return param_type(target, defs) if isinstance(target, dict) else "object"
+    if "enum" in prop:
+        return "one of " + ", ".join(json.dumps(v) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    for key in ("anyOf", "oneOf"):
+        if key in prop:
+            return " | ".join(param_type(p, defs) for p in prop[key])
+    kind = prop.get("type")
+    if kind == "array":
+        if "prefixItems" in prop:
+            return "[" + ", ".join(param_type(p, defs) for p in prop["prefixItems"]) + "]"
+        items = prop.get("items")
+        return f"list of {param_type(items, defs)}" if isinstance(items, dict) else "list"
+    if kind == "object":
+        return "mapping"
+    text = " | ".join(kind) if isinstance(kind, list) else str(kind or "any")
+    return " ".join([text, *param_bounds(prop)]) if bounds else text
+
+
+def param_bounds(prop: dict[str, Any]) -> list[str]:
+    """The bounds of a number parameter from its JSON schema: ``[">=1", "<=100"]``."""
+    marks = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+    return [f"{op}{prop[k]}" for k, op in (*marks, ("exclusiveMaximum", "<")) if k in prop]
+
+
+def learned_note(cls: type[Any]) -> str | None:
+    """``needs fitting`` for a learned extractor (``requires_fit``), ``needs fitting with some
+    parameters`` when that depends on them, else None (what ``fzoo list`` marks)."""
+    flag = getattr(cls, "requires_fit", False)
+    if isinstance(flag, property):
+        return "needs fitting with some parameters"
+    return "needs fitting" if flag is True else None

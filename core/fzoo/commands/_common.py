@@ -103,3 +103,22 @@ def skip_line(path: str | Path, reason: str) -> None:
     from fzoo.names import escape
 
     print(f"skipped {escape(str(path))}: {escape(reason)}", file=sys.stderr)
+
+
+def component_error_lines(exc: Exception, kind: str, name: str) -> list[str]:
+    """What a command prints when it cannot make component ``name`` from its ``--param`` values:
+    one line per problem, worded as in experiment files (``--param bins: fft-spectrum: parameter
+    'bins': Input should be a valid integer (got 'x')``), never pydantic's raw dump."""
+    from pydantic import ValidationError
+
+    from fzoo.schema import param_messages, unknown_component_message
+
+    if isinstance(exc, ValidationError):
+        reg = registry()
+        preset = reg.presets.get(name)
+        cls = reg.components.get(kind, {}).get(preset.component if preset else name)
+        pairs = param_messages(exc, name, cls)
+        return [f"--param {key}: {msg}" if key else msg for key, msg in pairs]
+    if isinstance(exc, LookupError):
+        return [unknown_component_message(exc)]
+    return [str(exc)]

@@ -113,8 +113,11 @@ def _detect_published(args: argparse.Namespace) -> int:
     except WeightsError as exc:
         print(f"fzoo detect: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (UnknownComponentError, ValueError) as exc:
-        print(f"fzoo detect: {exc}", file=sys.stderr)
+    except (UnknownComponentError, ValueError) as exc:  # --param errors worded as in YAML
+        from fzoo.commands._common import component_error_lines
+
+        for line in component_error_lines(exc, "feature_extractor", args.detector):
+            print(f"fzoo detect: {line}", file=sys.stderr)
         return EXIT_USAGE
     negative, positive = getattr(detector, "labels", ("real", "synthetic"))
     rows: list[dict[str, Any]] = []

@@ -1,4 +1,9 @@
-"""``fzoo extract``: the features of images, by one extractor, into an ``.npz``."""
+"""``fzoo extract``: the features of images, by one extractor, into an ``.npz``.
+
+A learned extractor (``requires_fit``) is fitted first on a labelled folder (``--fit-on DIR``,
+labels from its sub-folders' names) or loads a fitted state (``--state DIR``); without either it
+is refused before any image is read (:mod:`fzoo.commands.extract_fit`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from fzoo.commands._common import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
+    component_error_lines,
     expand_paths,
     parse_params,
     print_json,
@@ -52,23 +58,51 @@ def _check_features(row: Any, dim: int | None) -> Any:
     return arr[0]
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
-    """``fzoo extract``: features of the images into ``--out`` (features, paths, extractor)."""
-    import numpy as np
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
 
+
+def _resolve(args: argparse.Namespace) -> Any:
+    """The extractor's resolved spec, or None after printing why (``--param`` errors as in YAML)."""
     from fzoo.config import ComponentSpec, resolve_component
-    from fzoo.images import ImageError, load_image, to_tensor
     from fzoo.plugin_manager import UnknownComponentError
 
     try:
+        params = parse_params(args.param)
         rc = resolve_component(
-            ComponentSpec(name=args.extractor, params=parse_params(args.param)),
-            "feature_extractor",
+            ComponentSpec(name=args.extractor, params=params), "feature_extractor"
         )
+        if rc.cls is not None and getattr(rc.cls, "requires_fit", False) and args.fit_target:
+            fields = rc.cls.Params.model_fields
+            if "fit_target" in fields and "fit_target" not in params:
+                params["fit_target"] = args.fit_target  # the fingerprint records what it learns
+                spec = ComponentSpec(name=args.extractor, params=params)
+                rc = resolve_component(spec, "feature_extractor")
     except (UnknownComponentError, ValueError) as exc:
-        print(f"fzoo extract: {exc}", file=sys.stderr)
+        for line in component_error_lines(exc, "feature_extractor", args.extractor):
+            print(f"fzoo extract: {line}", file=sys.stderr)
+        return None
+    return rc
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """``fzoo extract``: features of the images into ``--out`` (features, paths, extractor);
+    a learned extractor is fitted first (``--fit-on``) or loads a fitted state (``--state``)."""
+    import numpy as np
+
+    from fzoo.images import ImageError, load_image, to_tensor
+
+    rc = _resolve(args)
+    if rc is None:
         return EXIT_USAGE
     extractor = rc.build()
+    from fzoo.commands.extract_fit import FitUsageError, check_fit_args, prepare
+
+    try:
+        check_fit_args(args, extractor)  # before any image is read
+    except FitUsageError as exc:
+        print(f"fzoo extract: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         print(
@@ -87,6 +121,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
         skipped.append({"path": str(path), "reason": reason})
         skip_line(path, reason)
 
+    state: dict[str, Any] = {}
+    if extractor.requires_fit:
+        try:
+            state = prepare(args, extractor)
+        except FitUsageError as exc:
+            print(f"fzoo extract: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except Exception as exc:  # the plugin's fit/save/load failed: nothing to extract with
+            print(f"fzoo extract: {extractor.name}: {_reason(exc)}", file=sys.stderr)
+            return EXIT_ERROR
     from fzoo.progress import track
 
     paths = list(expand_paths(args.paths, skip))
@@ -99,7 +143,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         except ImageError as exc:
             skip(path, exc.reason)
         except Exception as exc:  # the extractor cannot handle this image (too small, say)
-            skip(path, f"{extractor.name}: {str(exc).strip() or type(exc).__name__}")
+            skip(path, f"{extractor.name}: {_reason(exc)}")
     if not feats:
         print(
             f"fzoo extract: nothing written: no image gave features ({len(skipped)} skipped)",
@@ -116,6 +160,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 paths=np.asarray(names),
                 extractor=np.asarray(extractor.name),
                 fingerprint=np.asarray(extractor.fingerprint()),
+                **{k: np.asarray(v) for k, v in state.items()},
             )
     except OSError as exc:
         print(f"fzoo extract: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
@@ -125,6 +170,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         "n": len(feats),
         "dim": len(feats[0]),
         "skipped": skipped,
+        **state,
     }
     if args.json:
         print_json(summary)

@@ -19,8 +19,11 @@ def cmd_launder(args: argparse.Namespace) -> int:
     try:
         params = parse_params(args.param)
         launderer = create_component("launderer", args.launderer, **params)
-    except (UnknownComponentError, ValueError) as exc:
-        print(f"fzoo launder: {exc}", file=sys.stderr)
+    except (UnknownComponentError, ValueError) as exc:  # --param errors worded as in YAML
+        from fzoo.commands._common import component_error_lines
+
+        for line in component_error_lines(exc, "launderer", args.launderer):
+            print(f"fzoo launder: {line}", file=sys.stderr)
         return EXIT_USAGE
     if args.batch_size < 1:
         print("fzoo launder: --batch-size must be >= 1", file=sys.stderr)

@@ -58,6 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
                 "version": cls.version,
                 "params": cls.params_schema().get("properties", {}),
+                **_types(cls),
             }
             for name, cls in sorted(reg.components[k].items())
         ]
@@ -89,15 +90,28 @@ def cmd_list(args: argparse.Namespace) -> int:
             desc = f"  {e['description']}" if e.get("description") else ""
             plugin = f" [{e['plugin']}]" if "plugin" in e else ""
             comp = f" -> {e['component']} {e['params']}" if "component" in e else ""
-            print(f"  {e['name']}{plugin}{comp}{desc}")
+            learned = f" ({e['learned']})" if e.get("learned") else ""
+            print(f"  {e['name']}{plugin}{comp}{learned}{desc}")
             for pname, schema in (e.get("params") or {}).items() if "plugin" in e else []:
                 default = repr(schema["default"]) if "default" in schema else "(required)"
-                typ = schema.get("type") or "/".join(
-                    a.get("type", "?") for a in schema.get("anyOf", [])
-                )
+                typ = e.get("types", {}).get(pname) or schema.get("type", "?")
+                if e.get("bounds", {}).get(pname):
+                    default += f" [{e['bounds'][pname]}]"
                 pdesc = schema.get("description", "")
                 print(f"      {pname}: {typ} = {default}  {pdesc}".rstrip())
     return EXIT_OK
+
+
+def _types(cls: Any) -> dict[str, Any]:
+    """``learned`` (needs fitting) and ``types`` (each parameter's type or choices)."""
+    from fzoo.schema import learned_note, param_bounds, param_type
+
+    schema = cls.params_schema()
+    defs = schema.get("$defs", {})
+    props = schema.get("properties", {}).items()
+    types = {p: param_type(s, defs, bounds=False) for p, s in props}
+    bounds = {p: " ".join(param_bounds(s)) for p, s in props if param_bounds(s)}
+    return {"learned": learned_note(cls), "types": types, "bounds": bounds}
 
 
 def published_detectors(reg: Any) -> dict[str, Any]:
