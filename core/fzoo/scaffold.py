@@ -51,7 +51,12 @@ def plugin_names(name: str) -> PluginNames:
             "'-', '_' and '.', starting and ending with a letter or digit, e.g. fzoo-local-var"
         )
     module = re.sub(r"[-_.]+", "_", name).lower()
-    if not module.isidentifier() or keyword.iskeyword(module) or not module.isascii():
+    if keyword.iskeyword(module):
+        raise ScaffoldError(
+            f"plugin name {shown} gives the module name {module!r}, a Python keyword; choose "
+            "another, e.g. fzoo-local-var"
+        )
+    if not module.isidentifier() or not module.isascii():
         raise ScaffoldError(
             f"plugin name {shown} gives the module name {module!r}, which is not a Python "
             "identifier; start with a letter, e.g. fzoo-local-var"
@@ -61,7 +66,7 @@ def plugin_names(name: str) -> PluginNames:
     if module in _RESERVED_MODULES or plugin in builtins or module in builtins:
         raise ScaffoldError(
             f"plugin name {shown} is taken by fzoo itself (built-in plugins: "
-            f"{', '.join(sorted(builtins))}); choose another, e.g. fzoo-{plugin}-features"
+            f"{', '.join(sorted(builtins))}); choose another, e.g. fzoo-my-{plugin}"
         )
     if len(name) > 100:
         raise ScaffoldError(f"plugin name {shown} is too long (at most 100 characters)")
@@ -346,6 +351,7 @@ def test_tiny_experiment_runs(tmp_path):
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     rows = [r for r in results["rows"] if r["pipeline"] == "{plugin}-lr"]
     assert rows, "the experiment has no row of the plugin's pipeline"
+    assert rows[0]["n_test"] > 0 and 0.0 <= rows[0]["balanced_accuracy"] <= 1.0
 '''
 
 _EXPERIMENT = """\
