@@ -234,10 +234,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import fzoo
 import numpy as np
 from pydantic import Field
-
-import fzoo
 
 
 class {cls}(fzoo.FeatureExtractor):
@@ -307,9 +306,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fzoo.testing import parametrize_with_checks
-
 from {module} import {cls}
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
@@ -333,7 +330,7 @@ def test_noise_has_the_local_std_of_its_distribution():
     noise = torch.from_numpy(rng.uniform(0, 1, (1, 3, 64, 64)).astype(np.float32))
     feats = {cls}(window=8).extract(noise)
     # a uniform variable on [0, 1] has std 1 / sqrt(12) ~ 0.289
-    np.testing.assert_allclose(feats[0, 0::3], 12 ** -0.5, rtol=0.05)
+    np.testing.assert_allclose(feats[0, 0::3], 12**-0.5, rtol=0.05)
     assert (feats[0, 2::3] == 0.0).all()
 
 
