@@ -11,7 +11,7 @@ from PIL import Image
 from fzoo.cache import ArrayCache
 from fzoo.cli import main
 from fzoo.config import DataSpec, EngineSpec, load_experiment
-from fzoo.data import ComponentRef, Materializer, Step, StepSpec, WorkUnit, load_items
+from fzoo.data import ComponentRef, Materializer, Step, WorkUnit, load_items
 from fzoo.experiment import Runner
 
 from .conftest import photo_crops
@@ -124,10 +124,10 @@ def test_worker_that_cannot_rebuild_a_component_says_so(tmp_path):
     spec, item, ext_spec, _ = _worker_unit(tmp_path)
     worker = Worker([ext_spec], None, batch_size=4)
     noise = ComponentRef("perturbation", "noise", {"sigma": 1.0})
-    missing = ComponentRef("perturbation", "not-installed", {}, cls="")
+    missing = ComponentRef("perturbation", "not-installed", {})
     for ref, fp, words in ((missing, "x", "cannot rebuild"), (noise, "other", "fingerprint")):
         unit = WorkUnit.of(item, (), spec.max_pixels)
-        unit = WorkUnit(**{**unit.__dict__, "extra": (StepSpec(ref, fp, 0),)})
+        unit = WorkUnit(**{**unit.__dict__, "extra": (Step(None, fp, 0, ref),)})
         (res,) = [
             pickle.loads(b) for b in worker({"payload": [pickle.dumps((0, unit, ["k"]))]})["result"]
         ]

@@ -38,7 +38,8 @@ def build_conditions(plan: CellPlan) -> list[Condition]:
         for rc in cond.steps:
             comp = rc.build()
             assert isinstance(comp, Launderer | Perturbation)
-            steps.append(Step(comp, comp.fingerprint(), 0))
+            fp = comp.fingerprint()
+            steps.append(Step(comp, fp, 0, rc.with_fingerprint(fp)))
         tasks = tuple(cond.spec.tasks) if cond.spec.tasks is not None else None
         out.append(Condition(cond.spec.name, tuple(steps), tasks))
     return out
@@ -48,7 +49,7 @@ def item_steps(it: Item, cond: Condition) -> tuple[tuple[Step, ...], tuple[str, 
     """The condition's steps for one item (each seeded by item and condition) and the item's
     full transform chain under it."""
     steps = tuple(
-        Step(s.component, s.fingerprint, int(stable_hash([it.id, cond.name, k], 8), 16))
+        Step(s.built, s.fingerprint, int(stable_hash([it.id, cond.name, k], 8), 16), s.ref)
         for k, s in enumerate(cond.steps)
     )
     return steps, it.chain + tuple(f"{s.fingerprint}@{s.seed}" for s in steps)

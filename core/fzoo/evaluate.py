@@ -1,8 +1,9 @@
 """Tasks and metrics: train a pipeline's classifier for a task, then score it under every
 condition the task is tested in.
 
-Rows, details and predictions are appended to a :class:`~fzoo.results.CellResult` as dicts with
-the field names the report reads. The binary decision rule is :func:`fzoo.metrics.decide`, the
+Rows, details and predictions are appended to a :class:`~fzoo.results.CellResult` as
+:class:`~fzoo.results.MetricRow`, :class:`~fzoo.results.Detail` and
+:class:`~fzoo.results.Prediction`. The binary decision rule is :func:`fzoo.metrics.decide`, the
 one ``fzoo detect`` applies too.
 """
 
@@ -19,12 +20,12 @@ from fzoo.conditions import Condition
 from fzoo.engines.timeout import call_with_timeout
 from fzoo.metrics import binary_metrics, confusion, decide, multiclass_metrics, roc_points
 from fzoo.plan import PipelinePlan
+from fzoo.results import CellResult, Detail, MetricRow, Prediction, StepName
 from fzoo.tasks import negative_name, positive_name, task_target
 
 if TYPE_CHECKING:
     from fzoo.data import Item
     from fzoo.grid import Cell
-    from fzoo.results import CellResult
     from fzoo.schema import TaskSpec
 
 
@@ -122,67 +123,65 @@ def score_task(
             else np.zeros((0, len(classes)))
         )
         pred = [classes[k] for k in np.argmax(proba, axis=1)] if len(te_idx) else []
-        row: dict[str, Any] = {
-            "cell": cell.id,
-            **cell.values,
-            "pipeline": pl_name,
-            "task": task.name,
-            "condition": cond_name,
-            "n_train": trained.n_train,
-            "n_test": len(y_test),
-        }
+        psnr: float | None = None
+        steps: tuple[StepName, ...] | None = None
         if group.psnr is not None:
             values = [group.psnr[i] for i in te_idx]
             finite = [v for v in values if v is not None and np.isfinite(v)]
-            row["psnr"] = round(float(np.mean(finite)), 3) if finite else None
-        detail: dict[str, Any] = {k: row[k] for k in ("cell", "pipeline", "task", "condition")}
-        if group.psnr is not None:
-            detail["psnr"] = row["psnr"]
-            detail["steps"] = [
-                {
-                    "kind": "launderer" if isinstance(st.component, Launderer) else "perturbation",
-                    "name": st.component.name,
-                }
+            psnr = round(float(np.mean(finite)), 3) if finite else None
+            steps = tuple(
+                StepName(
+                    "launderer" if isinstance(st.built, Launderer) else "perturbation",
+                    st.built.name,
+                )
                 for st in group.condition.steps
-            ]
+            )
+        where = (cell.id, pl_name, task.name, cond_name)
+        row = partial(
+            MetricRow,
+            *where,
+            grid=dict(cell.values),
+            n_train=trained.n_train,
+            n_test=len(y_test),
+            psnr=psnr,
+            measured=steps is not None,
+        )
         if len(te_idx) == 0:
-            row["error"] = "no test images for this task"
-            result.rows.append(row)
+            error = "no test images for this task"
+            result.rows.append(row(error=error))
             continue
+        roc = None
         if positive is not None:
             score = proba[:, classes.index(positive)] if positive in classes else proba[:, 0]
             y_bin = [int(y == positive) for y in y_test]
-            row.update(binary_metrics(y_bin, score, task.threshold))
+            metrics = binary_metrics(y_bin, score, task.threshold)
             pred = [decide(s, task.threshold, positive, negative_name(task)) for s in score]
             labels = [negative_name(task), positive]
-            detail["roc"] = roc_points(y_bin, score)
+            roc = roc_points(y_bin, score)
         else:
-            row.update(multiclass_metrics(y_test, proba, classes))
+            metrics = multiclass_metrics(y_test, proba, classes)
             labels = sorted(set(classes) | set(y_test))
-        detail["labels"] = labels
-        detail["confusion"] = confusion(y_test, pred, labels)
         # per original label: how each true label was classified (e.g. laundered-as-pristine)
         by_label: dict[str, dict[str, int]] = {}
         for k, i in enumerate(te_idx):
             by_label.setdefault(test[i].label, {}).setdefault(pred[k], 0)
             by_label[test[i].label][pred[k]] += 1
             result.predictions.append(
-                {
-                    "cell": cell.id,
-                    "pipeline": pl_name,
-                    "task": task.name,
-                    "condition": cond_name,
-                    "item": test[i].id,
-                    "label": test[i].label,
-                    "source": test[i].source,
-                    "camera": test[i].camera or "",
-                    "target": y_test[k],
-                    "predicted": pred[k],
-                    **{
-                        f"p_{c}": round(float(p), 6) for c, p in zip(classes, proba[k], strict=True)
+                Prediction(
+                    *where,
+                    item=test[i].id,
+                    label=test[i].label,
+                    source=test[i].source,
+                    camera=test[i].camera or "",
+                    target=y_test[k],
+                    predicted=pred[k],
+                    probabilities={
+                        c: round(float(p), 6) for c, p in zip(classes, proba[k], strict=True)
                     },
-                }
+                )
             )
-        detail["by_label"] = by_label
-        result.rows.append(row)
-        result.details.append(detail)
+        result.rows.append(row(metrics=dict(metrics)))
+        confusion_ = confusion(y_test, pred, labels)
+        result.details.append(
+            Detail(*where, labels, confusion_, by_label, roc, psnr=psnr, steps=steps)
+        )

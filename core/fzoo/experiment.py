@@ -11,6 +11,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,13 @@ from fzoo.fitting import fit_extractors
 from fzoo.gallery import collect_gallery
 from fzoo.names import escape
 from fzoo.plan import CellPlan
-from fzoo.results import CellResult, RunResult  # noqa: F401  (RunResult: re-exported)
+from fzoo.results import (  # noqa: F401  (RunResult: re-exported)
+    CellResult,
+    Detail,
+    MetricRow,
+    Prediction,
+    RunResult,
+)
 from fzoo.saving import save_task
 from fzoo.tasks import (  # noqa: F401  (LabelError: re-exported)
     LabelError,
@@ -114,10 +121,12 @@ class Runner:
     def _data_key(spec: ExperimentSpec) -> str:
         return stable_hash([spec.data.model_dump(mode="json", by_alias=True), spec.seed])
 
-    def data(self, spec: ExperimentSpec) -> tuple[LoadedData, Materializer]:
+    def data(self, plan: CellPlan) -> tuple[LoadedData, Materializer]:
+        """The cell's items (loaded once per data spec and seed) from its resolved data plan."""
+        spec = plan.spec
         key = self._data_key(spec)
         if key not in self._data_memo:
-            dataset = load_items(spec.data, spec.seed, self.progress)
+            dataset = load_items(plan.data, spec.seed, self.progress)
             mat = Materializer(self.cache, spec.data.max_pixels)
             self._data_memo[key] = (dataset, mat)
             for s in dataset.skipped:
@@ -127,7 +136,10 @@ class Runner:
     # ------------------------------------------------------------------ one cell
     def run_cell(self, cell: Cell) -> CellResult:
         spec = cell.spec
-        dataset, mat = self.data(spec)
+        plan = cell.plan  # resolved at validation, for this spec
+        if plan is None or not plan.is_for(spec):
+            plan = CellPlan.of(spec)
+        dataset, mat = self.data(plan)
         self._data_of_cell[cell.id] = self._data_key(spec)
         check_labels(spec, dataset.items)
         by_camera = any(t.target == "camera" for t in spec.tasks)
@@ -136,9 +148,6 @@ class Runner:
             self.log(f"warning: split: {warning}")
         train = [it for it in dataset.items if side[it.source] == "train"]
         test = [it for it in dataset.items if side[it.source] == "test"]
-        plan = cell.plan  # resolved at validation, for this spec
-        if plan is None or not plan.is_for(spec):
-            plan = CellPlan.of(spec)
         conditions = build_conditions(plan)
         result = CellResult()
         fps: dict[str, str] = dict(dataset.fingerprints)
@@ -209,10 +218,10 @@ class Runner:
             for task in spec.tasks:
                 if pl.tasks is not None and task.name not in pl.tasks:
                     continue
-                base_row = {"cell": cell.id, **cell.values, "pipeline": pl.name, "task": task.name}
+                failed_row = partial(MetricRow, cell.id, pl.name, task.name, "*", dict(cell.values))
                 if bad:
                     result.errors.append(f"{pl.name}/{task.name}: {bad[0]}")
-                    result.rows.append({**base_row, "condition": "*", "error": bad[0]})
+                    result.rows.append(failed_row(error=bad[0]))
                     continue
                 try:
                     run = TaskRun(cell, pp, task, fp_list, limits.get(pl.name))
@@ -223,7 +232,7 @@ class Runner:
                     reason = failure_reason(exc)
                     self.log(f"error: pipeline {pl.name!r}, task {task.name!r}: {reason}")
                     result.errors.append(f"{pl.name}/{task.name}: {reason}")
-                    result.rows.append({**base_row, "condition": "*", "error": reason})
+                    result.rows.append(failed_row(error=reason))
         self.fingerprints[cell.id] = fps
         return result
 
@@ -247,9 +256,9 @@ class Runner:
     # ------------------------------------------------------------------ whole run
     def run(self) -> RunResult:
         start = time.time()
-        rows: list[dict[str, Any]] = []
-        details: list[dict[str, Any]] = []
-        predictions: list[dict[str, Any]] = []
+        rows: list[MetricRow] = []
+        details: list[Detail] = []
+        predictions: list[Prediction] = []
         errors: list[str] = []
         cells = self.experiment.cells
         try:

@@ -10,16 +10,25 @@ fraction of test images whose true label is A that the pipeline called B, e.g.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fzoo.results import Detail, MetricRow
 
 if TYPE_CHECKING:
     from fzoo.results import RunResult
 
 
-def _find(items: list[dict[str, Any]], entry: dict[str, Any]) -> dict[str, Any] | None:
-    keys = ("task", "pipeline", "condition", "cell")
+Found = TypeVar("Found", MetricRow, Detail)
+
+
+def _find(items: list[Found], entry: dict[str, Any]) -> Found | None:
+    """The first row or detail at ``entry``'s task, pipeline, condition and cell (not a failed
+    row)."""
+    want = tuple(entry.get(k, "") for k in ("task", "pipeline", "condition", "cell"))
     for it in items:
-        if all(it.get(k, "") == entry.get(k, "") for k in keys) and "error" not in it:
+        if (it.task, it.pipeline, it.condition, it.cell) == want and (
+            not isinstance(it, MetricRow) or it.ok
+        ):
             return it
     return None
 
@@ -35,17 +44,16 @@ def compute_headline(result: RunResult) -> dict[str, float | None]:
             detail = _find(result.details, entry)
             if detail is not None:
                 true, pred = (s.strip() for s in spec.rate.split("->", 1))
-                counts = detail.get("by_label", {}).get(true, {})
-                total = sum(counts.values())
-                value = counts.get(pred, 0) / total if total else None
+                hits, total = detail.count(true, pred)
+                value = hits / total if total else None
         elif spec.chance:
             detail = _find(result.details, entry)
-            if detail is not None and detail.get("labels"):
-                value = 1.0 / len(detail["labels"])
+            if detail is not None and detail.labels:
+                value = 1.0 / len(detail.labels)
         else:
             row = _find(result.rows, entry)
             if row is not None:
-                raw = row.get(spec.metric or "balanced_accuracy")
+                raw = row.metric(spec.metric or "balanced_accuracy")
                 value = float(raw) if isinstance(raw, int | float) else None
         if value is not None and math.isnan(value):
             value = None

@@ -6,44 +6,132 @@ components from the plan and never looks a name up again. What depends on the da
 images a condition needs) and on built components (fingerprints of weight-bearing components,
 computed when they are built at the start of a cell) is derived here too, by pure functions.
 
-The steps of derived classes (``data.derive``) are still resolved by :mod:`fzoo.data` when it
-loads the data (issue #12: to move into the plan). At run time the plan's conditions become
+The plan holds the data too (:class:`DataPlan`: the dataset and the steps of every derived class),
+which :func:`fzoo.data.load_items` builds from. At run time the plan's conditions become
 :class:`fzoo.conditions.Condition` (components built) and its tasks are scoped by
 :mod:`fzoo.tasks`.
+
+Two types stand for "a component with parameters": the YAML side,
+:class:`fzoo.schema.ComponentSpec` (a name or preset and parameter overrides, located in the
+file), and the resolved side, :class:`ResolvedComponent` (the class, its validated parameters,
+the fingerprint once built). ``fzoo.data.ComponentRef`` is the old name of the latter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from fzoo.components import stable_hash
 
 if TYPE_CHECKING:
     from fzoo.components import Component
-    from fzoo.schema import ComponentSpec, ConditionSpec, ExperimentSpec, PipelineSpec
+    from fzoo.schema import (
+        ComponentSpec,
+        ConditionSpec,
+        DataSpec,
+        DeriveSpec,
+        ExperimentSpec,
+        PipelineSpec,
+    )
     from fzoo.yaml_loader import Path_
 
 
 # --------------------------------------------------------------------------- resolution
 
 
-@dataclass
+@dataclass(frozen=True)
 class ResolvedComponent:
-    """A component spec after name/preset resolution and parameter validation."""
+    """A component after name/preset resolution and parameter validation: its registered class,
+    its name, its validated parameters (JSON values) and, once built, its fingerprint.
+
+    It is what travels to a remote worker too (the old name ``fzoo.data.ComponentRef``): pickled,
+    the class becomes its ``module:qualname`` (``where``), and :meth:`build` in the other process
+    takes the component from that process's registry by name, else imports it from ``where`` (a
+    plugin registered at runtime, as tests do). In the process that resolved it, :meth:`build`
+    uses the class itself and looks nothing up.
+    """
 
     kind: str
     component: str
-    params: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict, hash=False)
     preset: str | None = None
-    #: the registered class, as resolved (None: looked up again by name when built)
+    #: the registered class, as resolved (None: looked up by name when built)
     cls: type[Component] | None = field(default=None, repr=False, compare=False)
+    #: the built component's fingerprint, when known (None: not built yet)
+    fingerprint: str | None = field(default=None, compare=False)
+    #: ``module:qualname`` of the class (taken from ``cls``; what a pickled copy keeps of it)
+    where: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cls and not self.where:
+            cls = self.cls
+            object.__setattr__(self, "where", f"{cls.__module__}:{cls.__qualname__}")
+
+    def __copy__(self) -> ResolvedComponent:
+        return self  # immutable; a copy keeps its class (pickling does not)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ResolvedComponent:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the class travels as its name: the other process builds from its own registry first
+        args = (self.kind, self.component, self.params, self.preset, None, self.fingerprint)
+        return (_unpickle, (*args, self.where))
+
+    @property
+    def name(self) -> str:
+        """The registered component name (never a preset)."""
+        return self.component
+
+    @property
+    def key(self) -> str:
+        """A stable identity (to cache built components by)."""
+        return stable_hash([self.kind, self.component, self.params, self.where], 40)
+
+    @classmethod
+    def of(cls, component: Component) -> ResolvedComponent:
+        """The resolved form of a built component (how to build it again, e.g. elsewhere)."""
+        t = type(component)
+        return cls(component.kind, t.name, component.get_params(), None, t)
+
+    def with_fingerprint(self, fingerprint: str) -> ResolvedComponent:
+        return replace(self, fingerprint=fingerprint)
 
     def build(self) -> Any:
-        cls = self.cls
-        if cls is None:
-            from fzoo.plugin_manager import get_registry
+        """The component: its class with these parameters (see the class docstring)."""
+        if self.cls:
+            return self.cls(**self.params)
+        from fzoo.plugin_manager import UnknownComponentError, get_registry
 
+        try:
             cls = get_registry().get(self.kind, self.component)
+        except UnknownComponentError as exc:
+            if not self.where:
+                raise
+            import importlib
+
+            module, _, qualname = self.where.partition(":")
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError):
+                raise exc from None
+            cls = obj
         return cls(**self.params)
+
+
+def _unpickle(
+    kind: str,
+    component: str,
+    params: dict[str, Any],
+    preset: str | None,
+    cls: None,
+    fingerprint: str | None,
+    where: str,
+) -> ResolvedComponent:
+    return ResolvedComponent(kind, component, params, preset, cls, fingerprint, where)
 
 
 def resolve_component(spec: ComponentSpec, kind: str) -> ResolvedComponent:
@@ -115,10 +203,71 @@ class PipelinePlan:
 
 
 @dataclass(frozen=True)
+class DerivePlan:
+    """A derived class: its spec and its resolved components.
+
+    ``generator`` is set for a class generated from noise (``n`` images); otherwise ``steps`` are
+    the transforms applied to the images of ``from``, in order: the img2img generator, the
+    launderer, then the perturbations. ``roles`` names each step as the fingerprints of
+    results.json do (``derive[0].launderer``).
+    """
+
+    spec: DeriveSpec
+    generator: ResolvedComponent | None
+    steps: tuple[ResolvedComponent, ...]
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """The data of a cell: its spec, the dataset and every derived class, resolved."""
+
+    spec: DataSpec
+    dataset: ResolvedComponent
+    derive: tuple[DerivePlan, ...]
+
+    @classmethod
+    def of(cls, spec: DataSpec, resolved: dict[Path_, ResolvedComponent] | None = None) -> DataPlan:
+        """The plan of ``spec`` from resolved components by YAML path (``("data", ...)``);
+        anything missing there is resolved now."""
+        got = dict(resolved or {})
+
+        def at(path: Path_, comp: ComponentSpec, kind: str) -> ResolvedComponent:
+            if path not in got:
+                got[path] = resolve_component(comp, kind)
+            return got[path]
+
+        dataset = at(("data", "dataset"), spec.dataset, "dataset")
+        derive = []
+        for i, d in enumerate(spec.derive):
+            where: Path_ = ("data", "derive", i)
+            steps: list[ResolvedComponent] = []
+            roles: list[str] = []
+            generator = None
+            if d.generator is not None:
+                gen = at((*where, "generator"), d.generator, "generator")
+                if d.from_:  # img2img from the images of 'from'
+                    steps.append(gen)
+                    roles.append(f"derive[{i}].generator")
+                else:
+                    generator = gen
+            if d.launderer is not None:
+                steps.append(at((*where, "launderer"), d.launderer, "launderer"))
+                roles.append(f"derive[{i}].launderer")
+            for j, p in enumerate(d.perturbations):
+                steps.append(at((*where, "perturbations", j), p, "perturbation"))
+                roles.append(f"derive[{i}].perturbations[{j}]")
+            derive.append(DerivePlan(d, generator, tuple(steps), tuple(roles)))
+        return cls(spec, dataset, tuple(derive))
+
+
+@dataclass(frozen=True)
 class CellPlan:
-    """What one grid cell runs: its conditions and pipelines with every component resolved."""
+    """What one grid cell runs: its data, conditions and pipelines with every component
+    resolved."""
 
     spec: ExperimentSpec  # the spec it was made from (a cell whose spec is replaced is re-planned)
+    data: DataPlan
     conditions: tuple[ConditionPlan, ...]
     pipelines: tuple[PipelinePlan, ...]
 
@@ -150,4 +299,4 @@ class CellPlan:
             )
             for i, pl in enumerate(spec.pipelines)
         ]
-        return cls(spec, tuple(conditions), tuple(pipelines))
+        return cls(spec, DataPlan.of(spec.data, got), tuple(conditions), tuple(pipelines))

@@ -25,32 +25,22 @@ def quality_rows(result: RunResult) -> list[dict[str, Any]]:
     """
     conditions: dict[str, set[str]] = {}
     for d in result.details:
-        if d.get("psnr") is not None:
-            conditions.setdefault(d["task"], set()).add(d["condition"])
+        if d.psnr is not None:
+            conditions.setdefault(d.task, set()).add(d.condition)
     # a curve needs at least two measured conditions
     measured = {task for task, names in conditions.items() if len(names) >= 2}
     details = {
-        (d["cell"], d["pipeline"], d["task"], d["condition"]): d
-        for d in result.details
-        if d["task"] in measured
+        (d.cell, d.pipeline, d.task, d.condition): d for d in result.details if d.task in measured
     }
     out = []
     for row in result.rows:
-        key = (row.get("cell", ""), row.get("pipeline"), row.get("task"), row.get("condition"))
-        found = details.get(key)
-        if found is None or "error" in row:
+        found = details.get((row.cell, row.pipeline, row.task, row.condition))
+        if found is None or not row.ok:
             continue
-        d = found
-        steps = d.get("steps") or []
+        steps = found.steps or ()
         kind = "clean" if not steps else "benign"
-        if any(s["kind"] == "launderer" for s in steps):
+        if any(s.kind == "launderer" for s in steps):
             kind = "launderer"
-        out.append(
-            {
-                **row,
-                "transform": "+".join(s["name"] for s in steps),
-                "kind": kind,
-                "psnr": d.get("psnr"),
-            }
-        )
+        transform = "+".join(s.name for s in steps)
+        out.append({**row.to_dict(), "transform": transform, "kind": kind, "psnr": found.psnr})
     return out

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ def to_json(obj: Any) -> str:
     return json.dumps(_clean(obj), indent=2, default=str)
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
+def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
     columns: list[str] = []
     for row in rows:
         for key in row:
@@ -78,7 +79,7 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(
-    rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None
+    rows: Sequence[Mapping[str, Any]], columns: list[str], headers: dict[str, str] | None = None
 ) -> str:
     """A GitHub-flavoured Markdown table of ``columns`` (``headers``: shown names)."""
     names = [(headers or {}).get(c, c) for c in columns]
@@ -148,11 +149,11 @@ def render_markdown(
                 "",
             ]
     for task in model.tasks:
-        rows = [display_row(model, r) for r in model.unique_rows if r["task"] == task]
+        rows = [display_row(model, r) for r in model.unique_rows if r.task == task]
         rows.sort(key=lambda r: (r["condition"], -(finite(r.get(model.primary(task))) or 0)))
         lines += [f"Task `{task}`:", "", markdown_table(rows, cols, short), ""]
     lines += _details_md(result, model, [f for f in figs if f.section == "details"])
-    failed = [r for r in result.rows if "error" in r]
+    failed = [r.to_dict() for r in result.rows if not r.ok]
     if failed:
         lines += ["## Failed cells", ""]
         cols = [*model.axis_paths, "pipeline", "task", "condition", "error"]
@@ -204,26 +205,26 @@ def _quality_md(result: RunResult, model: ReportModel) -> list[str]:
 def _details_md(result: RunResult, model: ReportModel, figs: list[Figure]) -> list[str]:
     """Per pipeline and task: the confusion matrix of its best cell, and the figure links."""
     lines: list[str] = []
-    details = {(d["cell"], d["pipeline"], d["task"], d["condition"]): d for d in result.details}
+    details = {(d.cell, d.pipeline, d.task, d.condition): d for d in result.details}
     for p in model.pipelines:
         block: list[str] = []
         for task in model.tasks:
             cell = model.best_cell(p, task, model.primary(task))
             ref = model.reference(task)
             d = details.get((cell or "", p, task, ref))
-            if d is None or not d.get("labels"):
+            if d is None or not d.labels or d.confusion is None:
                 continue
-            where = model.cell_label(d["cell"], p)
+            where = model.cell_label(d.cell, p)
             block += [
                 f"Confusion (pipeline `{p}`, task `{task}`"
                 + (f", best cell {where}" if where else "")
                 + f", {ref}; rows = true):",
                 "",
             ]
-            labels = d["labels"]
+            labels = d.labels
             cm_rows = [
                 {"true": lab, **{q: n for q, n in zip(labels, row, strict=True)}}
-                for lab, row in zip(labels, d["confusion"], strict=True)
+                for lab, row in zip(labels, d.confusion, strict=True)
             ]
             block += [markdown_table(cm_rows, ["true", *labels]), ""]
         for f in figs:
@@ -244,6 +245,9 @@ def _escaped(obj: Any) -> Any:
         return [_escaped(v) for v in obj]
     if isinstance(obj, tuple):
         return tuple(_escaped(v) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # a row, detail, prediction
+        fields = dataclasses.fields(obj)
+        return dataclasses.replace(obj, **{f.name: _escaped(getattr(obj, f.name)) for f in fields})
     return obj
 
 
@@ -272,8 +276,8 @@ def write_report(result: RunResult, out_dir: Path) -> list[Path]:
     result = escaped_result(result)
     payload = {
         "meta": result.meta,
-        "rows": result.rows,
-        "details": result.details,
+        "rows": [r.to_dict() for r in result.rows],
+        "details": [d.to_dict() for d in result.details],
         "skipped": result.skipped,
         "notes": result.notes,
         "errors": result.errors,
@@ -286,9 +290,9 @@ def write_report(result: RunResult, out_dir: Path) -> list[Path]:
     model = build_model(result)
     figs = draw_figures(model, result, out_dir / "figures")
     files = {
-        "results.csv": _csv(result.rows),
+        "results.csv": _csv([r.to_dict() for r in result.rows]),
         "results.json": to_json(payload),
-        "predictions.csv": _csv(result.predictions),
+        "predictions.csv": _csv([p.to_dict() for p in result.predictions]),
         "report.md": render_markdown(result, model, figs),
     }
     page, pngs = render_html(result, out_dir, model, figs)

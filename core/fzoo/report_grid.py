@@ -66,7 +66,7 @@ class Drawer:
         for v in axis.values:
             fixed[axis.path] = v
             row = m.row_at(pipeline, task, condition, fixed)
-            out.append(None if row is None else finite(row.get(metric)))
+            out.append(None if row is None else finite(row.metric(metric)))
         return out
 
     def axis_figures(self, metric: str) -> None:
@@ -116,8 +116,8 @@ class Drawer:
             vals = [
                 v
                 for r in m.unique_rows
-                if (r["task"], r["condition"]) == (task, cond)
-                and (v := m.value(r["cell"], r["pipeline"], task, cond, metric)) is not None
+                if (r.task, r.condition) == (task, cond)
+                and (v := m.value(r.cell, r.pipeline, task, cond, metric)) is not None
             ]
             if cond != ref and vals:
                 means.append((sum(vals) / len(vals), cond))
@@ -142,7 +142,7 @@ class Drawer:
                     values = np.full((len(yv), len(xv)), np.nan)
                     for (i, vy), (j, vx) in itertools.product(enumerate(yv), enumerate(xv)):
                         row = m.row_at(p, task, cond, {ya.path: vy, xa.path: vx})
-                        if row is not None and (v := finite(row.get(metric))) is not None:
+                        if row is not None and (v := finite(row.metric(metric))) is not None:
                             values[i, j] = v
                     if np.isnan(values).all():
                         continue
@@ -178,11 +178,13 @@ class Drawer:
             for cond in m.conditions[task][:4]:
                 lines = []
                 for r in m.unique_rows:
-                    if (r["task"], r["condition"]) != (task, cond):
+                    if (r.task, r.condition) != (task, cond):
                         continue
-                    coords = [[key(v) for v in a.values].index(key(r.get(a.path))) for a in m.axes]
-                    value = m.value(r["cell"], r["pipeline"], task, cond, metric)
-                    lines.append({"label": r["pipeline"], "coords": coords, "value": value})
+                    coords = [
+                        [key(v) for v in a.values].index(key(r.grid.get(a.path))) for a in m.axes
+                    ]
+                    value = m.value(r.cell, r.pipeline, task, cond, metric)
+                    lines.append({"label": r.pipeline, "coords": coords, "value": value})
                 ticks = [a.labels for a in m.axes]
                 panels.append(
                     {
@@ -231,9 +233,7 @@ class Drawer:
         from fzoo.figures_grid import confusion_grid_figure, roc_grid_figure
 
         m = self.model
-        details = {
-            (d["cell"], d["pipeline"], d["task"], d["condition"]): d for d in self.result.details
-        }
+        details = {(d.cell, d.pipeline, d.task, d.condition): d for d in self.result.details}
         for p in m.pipelines:
             for task in m.tasks:
                 metric = m.primary(task)
@@ -253,15 +253,15 @@ class Drawer:
                     curves = []
                     for cond in m.conditions[task]:
                         d = details.get((cell, p, task, cond))
-                        if d and d.get("roc"):
+                        if d and d.roc:
                             auc = m.value(cell, p, task, cond, "auc")
-                            curves.append({"label": cond, **d["roc"], "auc": auc})
+                            curves.append({"label": cond, **d.roc, "auc": auc})
                     if curves:
                         rocs.append({"title": title, "curves": curves})
                     d = details.get((cell, p, task, ref))
-                    if d and d.get("labels"):
+                    if d and d.labels:
                         confusions.append(
-                            {"title": title, "labels": d["labels"], "matrix": d["confusion"]}
+                            {"title": title, "labels": d.labels, "matrix": d.confusion}
                         )
                 more = len(m.cells_of(p, task)) - len(cells)
                 extra = f"; the {len(cells)} best of {len(cells) + more} cells" if more else ""

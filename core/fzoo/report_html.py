@@ -154,13 +154,12 @@ def _quality(result: RunResult, model: ReportModel, out: Path, embed: _Embed) ->
             (
                 d
                 for d in result.details
-                if (d["task"], d["cell"], d["pipeline"]) == (task, cell, pipeline)
-                and d.get("labels")
+                if (d.task, d.cell, d.pipeline) == (task, cell, pipeline) and d.labels
             ),
             None,
         )
-        multiclass = detail is not None and not detail.get("roc")
-        chance = 1.0 / len(detail["labels"]) if multiclass and detail else 0.5
+        multiclass = detail is not None and not detail.roc
+        chance = 1.0 / len(detail.labels or [0]) if multiclass and detail else 0.5
         panels = [
             _quality_panel(sel, metric, 0.5 if metric == "auc" else chance)
             for metric in ("balanced_accuracy", "auc")
@@ -353,7 +352,7 @@ def render_html(
 def _tail(result: RunResult, model: ReportModel) -> list[str]:
     axes = model.axis_paths
     parts = []
-    failed = [r for r in result.rows if "error" in r]
+    failed = [r.to_dict() for r in result.rows if not r.ok]
     if failed:
         cols = [*axes, "pipeline", "task", "condition", "error"]
         parts += ["<h2>Failed cells</h2>", table(failed, cols, set(cols), headers=_short(model))]

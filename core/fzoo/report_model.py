@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from fzoo.results import MetricRow
 
 if TYPE_CHECKING:
     from fzoo.results import RunResult
@@ -119,16 +122,16 @@ class ReportModel:
     tasks: list[str]
     pipelines: list[str]
     conditions: dict[str, list[str]]
-    rows: list[dict[str, Any]]
-    unique_rows: list[dict[str, Any]]
+    rows: list[MetricRow]
+    unique_rows: list[MetricRow]
     untouched: dict[str, set[str]]
     metrics: dict[str, list[str]] = field(default_factory=dict)
-    rows_by: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict)
-    by_values: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
+    rows_by: dict[tuple[str, str, str, str], MetricRow] = field(default_factory=dict)
+    by_values: dict[tuple[str, ...], MetricRow] = field(default_factory=dict)
 
     def row_at(
         self, pipeline: str, task: str, condition: str, values: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> MetricRow | None:
         """The row of ``pipeline`` in the cell with these axis values."""
         k = (pipeline, task, condition, *(key(values.get(a.path)) for a in self.axes))
         return self.by_values.get(k)
@@ -149,15 +152,13 @@ class ReportModel:
         self, cell: str, pipeline: str, task: str, condition: str, metric: str
     ) -> float | None:
         row = self.rows_by.get((cell, pipeline, task, condition))
-        return None if row is None else finite(row.get(metric))
+        return None if row is None else finite(row.metric(metric))
 
     def cells_of(self, pipeline: str, task: str) -> list[str]:
         """The distinct cells of a pipeline (one per value of the axes that touch it)."""
         return list(
             dict.fromkeys(
-                r["cell"]
-                for r in self.unique_rows
-                if r["pipeline"] == pipeline and r["task"] == task
+                r.cell for r in self.unique_rows if r.pipeline == pipeline and r.task == task
             )
         )
 
@@ -165,7 +166,7 @@ class ReportModel:
         if not hasattr(self, "_cells"):
             self._cells: dict[str, dict[str, Any]] = {}
             for r in self.rows:
-                self._cells.setdefault(r["cell"], {a.path: r.get(a.path) for a in self.axes})
+                self._cells.setdefault(r.cell, {a.path: r.grid.get(a.path) for a in self.axes})
         return self._cells.get(cell, {a.path: None for a in self.axes})
 
     def cell_label(self, cell: str, pipeline: str) -> str:
@@ -249,7 +250,7 @@ def reading(s: Summary, ref: str) -> str:
 
 
 def _signature(
-    fingerprints: dict[str, str], pipeline: str, row: dict[str, Any], axes: list[str]
+    fingerprints: dict[str, str], pipeline: str, row: MetricRow, axes: list[str]
 ) -> str | None:
     if not fingerprints:
         return None
@@ -260,24 +261,20 @@ def _signature(
         if not k.startswith("pipelines.") or k.startswith(own)
     )
     # settings no fingerprint covers (seed, split, tasks...) count by their value
-    loose = [key(row.get(a)) for a in axes if a.split(".", 1)[0] not in _FINGERPRINTED]
+    loose = [key(row.grid.get(a)) for a in axes if a.split(".", 1)[0] not in _FINGERPRINTED]
     return key([fps, loose])
 
 
-def _untouched(
-    rows: list[dict[str, Any]], fps: dict[str, Any], axes: list[Axis]
-) -> dict[str, set[str]]:
+def _untouched(rows: list[MetricRow], fps: dict[str, Any], axes: list[Axis]) -> dict[str, set[str]]:
     """Per pipeline, the axes along which its signature never changes."""
     paths = [a.path for a in axes]
     sig: dict[tuple[str, str], str | None] = {}
     values: dict[str, dict[str, str]] = {}
     for r in rows:
-        sig[(r["cell"], r["pipeline"])] = _signature(
-            fps.get(r["cell"]) or {}, r["pipeline"], r, paths
-        )
-        values[r["cell"]] = {a: key(r.get(a)) for a in paths}
+        sig[(r.cell, r.pipeline)] = _signature(fps.get(r.cell) or {}, r.pipeline, r, paths)
+        values[r.cell] = {a: key(r.grid.get(a)) for a in paths}
     out: dict[str, set[str]] = {}
-    for p in dict.fromkeys(r["pipeline"] for r in rows):
+    for p in dict.fromkeys(r.pipeline for r in rows):
         out[p] = set()
         for a in axes:
             if len(a.values) < 2:
@@ -297,52 +294,49 @@ def build_model(result: RunResult) -> ReportModel:
     grid = result.experiment.grid
     names = short_names(list(grid))
     axes = [Axis(path, names[path], tuple(values)) for path, values in grid.items()]
-    ok = [r for r in result.rows if "error" not in r]
+    ok = [r for r in result.rows if r.ok]
     untouched = _untouched(ok, result.meta.get("fingerprints") or {}, axes) if axes else {}
     seen: set[tuple[str, ...]] = set()
     unique = []
     for r in ok:
-        free = untouched.get(r["pipeline"], set())
+        free = untouched.get(r.pipeline, set())
         k = (
-            r["pipeline"],
-            r["task"],
-            r["condition"],
-            *(key(r.get(a.path)) for a in axes if a.path not in free),
+            r.pipeline,
+            r.task,
+            r.condition,
+            *(key(r.grid.get(a.path)) for a in axes if a.path not in free),
         )
         if k not in seen:
             seen.add(k)
             unique.append(r)
-    tasks = list(dict.fromkeys(r["task"] for r in ok))
-    conditions = {
-        t: list(dict.fromkeys(r["condition"] for r in ok if r["task"] == t)) for t in tasks
-    }
+    tasks = list(dict.fromkeys(r.task for r in ok))
+    conditions = {t: list(dict.fromkeys(r.condition for r in ok if r.task == t)) for t in tasks}
     metrics = {
-        t: [m for m in CHOICES if any(finite(r.get(m)) is not None for r in ok if r["task"] == t)]
+        t: [m for m in CHOICES if any(finite(r.metric(m)) is not None for r in ok if r.task == t)]
         for t in tasks
     }
     model = ReportModel(
         axes=axes,
         tasks=tasks,
-        pipelines=list(dict.fromkeys(r["pipeline"] for r in ok)),
+        pipelines=list(dict.fromkeys(r.pipeline for r in ok)),
         conditions=conditions,
         rows=ok,
         unique_rows=unique,
         untouched=untouched,
         metrics=metrics,
     )
-    model.rows_by = {(r["cell"], r["pipeline"], r["task"], r["condition"]): r for r in ok}
+    model.rows_by = {(r.cell, r.pipeline, r.task, r.condition): r for r in ok}
     model.by_values = {
-        (r["pipeline"], r["task"], r["condition"], *(key(r.get(a.path)) for a in axes)): r
-        for r in ok
+        (r.pipeline, r.task, r.condition, *(key(r.grid.get(a.path)) for a in axes)): r for r in ok
     }
     return model
 
 
-def display_row(model: ReportModel, row: dict[str, Any]) -> dict[str, Any]:
-    """A result row for the tables: axis values as labels, ``any`` where the axis does not
-    touch the row's pipeline."""
-    free = model.untouched.get(row["pipeline"], set())
-    out = dict(row)
+def display_row(model: ReportModel, row: MetricRow | Mapping[str, Any]) -> dict[str, Any]:
+    """A result row (or a row of :func:`fzoo.quality.quality_rows`) for the tables: axis values
+    as labels, ``any`` where the axis does not touch the row's pipeline."""
+    out = row.to_dict() if isinstance(row, MetricRow) else dict(row)
+    free = model.untouched.get(out["pipeline"], set())
     for a in model.axes:
-        out[a.path] = ANY if a.path in free else label(row.get(a.path))
+        out[a.path] = ANY if a.path in free else label(out.get(a.path))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 TABLE_JS = """
@@ -58,7 +59,7 @@ def fmt(v: Any) -> str:
 
 
 def table(
-    rows: list[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     columns: list[str],
     text_cols: set[str],
     *,
