@@ -177,6 +177,9 @@ class Exploding(fzoo.FeatureExtractor):
     name = "exploding"
     description = "raises on every batch"
 
+    class Params(fzoo.Params):
+        pass
+
     def extract(self, batch: torch.Tensor) -> np.ndarray:
         raise RuntimeError("boom")
 
@@ -312,6 +315,12 @@ class NoWeights(fzoo.FeatureExtractor):
     """An extractor whose weights are missing: fingerprint() raises (test double)."""
 
     name = "no-weights"
+
+    class Params(fzoo.Params):
+        pass
+
+    def extract(self, batch: torch.Tensor) -> np.ndarray:
+        return np.zeros((batch.shape[0], 1), np.float32)
 
     def weight_hashes(self):
         raise fzoo.WeightsNotFoundError("weights 'org/x' are not in the local cache")

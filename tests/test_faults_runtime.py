@@ -127,17 +127,30 @@ import fzoo
 
 
 class Sleepy(fzoo.FeatureExtractor):
+    'Never returns from extract (test double).'
+
     name = "sleepy"
     description = "never returns from extract (test double)"
+
+    class Params(fzoo.Params):
+        pass
 
     def extract(self, batch):
         time.sleep(10**6)
 
 
 class HangingFit(fzoo.FeatureExtractor):
+    'Never returns from fit (test double).'
+
     name = "hanging-fit"
     description = "never returns from fit (test double)"
     requires_fit = True
+
+    def save_state(self, directory):
+        pass
+
+    def load_state(self, directory):
+        pass
 
     class Params(fzoo.Params):
         fit_target: str = "label"
@@ -246,17 +259,30 @@ def test_a_plugin_that_exits_at_import_is_listed_failed_and_others_load(tmp_path
 
 
 class Exiting(fzoo.FeatureExtractor):
+    """Calls sys.exit(0) in extract (test double)."""
+
     name = "exiting"
     description = "calls sys.exit(0) in extract (test double)"
+
+    class Params(fzoo.Params):
+        pass
 
     def extract(self, batch):
         sys.exit(0)
 
 
 class ExitingFit(fzoo.FeatureExtractor):
+    """Calls sys.exit(3) in fit (test double)."""
+
     name = "exiting-fit"
     description = "calls sys.exit(3) in fit (test double)"
     requires_fit = True
+
+    def save_state(self, directory):
+        pass
+
+    def load_state(self, directory):
+        pass
 
     class Params(fzoo.Params):
         fit_target: str = "label"
@@ -269,8 +295,13 @@ class ExitingFit(fzoo.FeatureExtractor):
 
 
 class Interrupting(fzoo.FeatureExtractor):
+    """Raises KeyboardInterrupt in extract (test double)."""
+
     name = "interrupting"
     description = "raises KeyboardInterrupt in extract (test double)"
+
+    class Params(fzoo.Params):
+        pass
 
     def extract(self, batch):
         raise KeyboardInterrupt
@@ -347,6 +378,8 @@ def _barrier():
 
 
 class SlowCentroids(fzoo.FeatureExtractor):
+    'A learned extractor whose fit and save are slow (test double).'
+
     name = "slow-centroids"
     description = "a learned extractor whose fit and save are slow (test double)"
     requires_fit = True
@@ -441,6 +474,9 @@ class Flaky(fzoo.FeatureExtractor):
     error: type[BaseException] | None = None
     threshold = 0.5
     seen = 0
+
+    class Params(fzoo.Params):
+        pass
 
     def extract(self, batch):
         Flaky.seen += batch.shape[0]

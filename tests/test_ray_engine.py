@@ -89,6 +89,9 @@ class MeanColour(fzoo.FeatureExtractor):
     description = "distances to the per-class mean colours of the training split"
     requires_fit = True
 
+    class Params(fzoo.Params):
+        pass
+
     def fit(self, batches, labels):
         feats = np.stack([b.mean(dim=(0, 2, 3)).numpy() for b in batches])
         self.means_ = np.stack(

@@ -49,6 +49,9 @@ class IdentityLaunderer(fzoo.Launderer):
     name = "test-identity"
     description = "identity (test)"
 
+    class Params(fzoo.Params):
+        pass
+
     def launder(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.clone()
 

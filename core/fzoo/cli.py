@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help="list installed plugins, their hooks and components")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a plugin or component failed, or a preset names a missing component",
+    )
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("list", help="list components (with parameters), presets, experiments")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +216,30 @@ def guard(component: Component) -> None:
         raise again
 
 
+class BrokenTransform(str):
+    """Why an image failed: a transform (launderer, perturbation, generator) of its condition
+    broke its contract. The condition's fault, not the feature extractor's."""
+
+    __slots__ = ()
+
+
+class Reported(BrokenTransform):
+    """A :class:`BrokenTransform` already reported for an earlier image of this run: kept for
+    the report, not logged again."""
+
+    __slots__ = ()
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why an image could not be made: ``cannot make image: ...``; a :class:`BrokenTransform`
+    for a contract error, :class:`Reported` when the component had already broken it (and was
+    not called again)."""
+    if isinstance(exc, ContractError):
+        text = f"cannot make image: {exc}"
+        return Reported(text) if exc.repeated else BrokenTransform(text)
+    return f"cannot make image: {type(exc).__name__}: {exc}"
+
+
 def feature_problem(out: Any, n: int) -> tuple[np.ndarray | None, str | None]:
     """``out`` as a float32 ``[n, D]`` matrix, or what is wrong with it."""
     try:
@@ -225,41 +250,56 @@ def feature_problem(out: Any, n: int) -> tuple[np.ndarray | None, str | None]:
         return None, f"returned dtype {arr.dtype}; expected float32 (or convertible without loss)"
     if arr.ndim != 2 or arr.shape[0] != n:
         return None, f"returned shape {arr.shape} for a batch of {n}; expected [{n}, D]"
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        return None, f"returned {bad} non-finite value(s) (NaN or inf)"
-    if arr.size and arr.dtype.kind in "iuf":
-        big = float(np.abs(arr).max())
+    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+    if finite.size and arr.dtype.kind in "iuf":
+        big = float(np.abs(finite).max())
         limit = _F32_MAX if arr.dtype.kind == "f" else float(2**24)
         if big > limit:
             return None, f"returned {big:g}, which float32 cannot hold without loss"
     return arr.astype(np.float32, copy=False), None
 
 
+#: why an image whose feature row is not finite fails (that image only)
+NONFINITE = "extract() returned non-finite features (NaN or inf)"
+
+
 def check_features(component: Component, out: Any, n: int) -> np.ndarray:
     """The output of ``extract`` on a batch of ``n`` as float32 ``[n, D]``; raises
-    :class:`ContractError` for another shape, a dtype that does not convert without loss
-    (complex, object, float64 beyond float32's range), or non-finite values."""
+    :class:`ContractError` for another shape or a dtype that does not convert without loss
+    (complex, object, float64 beyond float32's range). Rows that are not finite are left to
+    the caller: they fail their image only (:func:`finite_rows`)."""
     arr, problem = feature_problem(out, n)
     if problem is not None or arr is None:
         raise ContractError(component, "extract", problem or "returned nothing")
     return arr
 
 
+def finite_rows(component: Component, rows: np.ndarray) -> list[np.ndarray | str]:
+    """Each row, or the reason its image fails when it holds NaN or inf."""
+    ok = np.isfinite(rows).all(axis=1)
+    reason = f"{component.name}: {NONFINITE}"
+    return [row if good else reason for row, good in zip(rows, ok, strict=True)]
+
+
 _WIDTHS: dict[str, int] = {}
 
 
-def check_width(key: str, component: Component, width: int) -> None:
+def check_width(key: str, component: Component, rows: Iterable[Any]) -> None:
     """Feature width must be constant for one extractor identity ``key`` (its fingerprint, or the
-    fitted one) in this process; raises :class:`ContractError` on the first change."""
-    first = _WIDTHS.setdefault(key, width)
-    if first != width:
-        raise ContractError(
-            component,
-            "extract",
-            f"returned {width} features per image after {first} earlier; the width must be "
-            "constant for one fingerprint",
-        )
+    fitted one) in this process; raises :class:`ContractError` on the first change. ``rows``:
+    feature rows, or the reasons images failed (skipped)."""
+    for row in rows:
+        if isinstance(row, str):
+            continue
+        width = int(np.shape(row)[0])
+        first = _WIDTHS.setdefault(key, width)
+        if first != width:
+            raise ContractError(
+                component,
+                "extract",
+                f"returned {width} features per image after {first} earlier; the width must "
+                "be constant for one fingerprint",
+            )
 
 
 def image_problem(component: Component, out: Any, n: int, like: torch.Tensor | None) -> str | None:

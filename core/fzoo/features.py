@@ -16,6 +16,7 @@ import numpy as np
 
 from fzoo.components import stable_hash
 from fzoo.conditions import Condition, item_steps
+from fzoo.contracts import BrokenTransform, Reported
 from fzoo.data import WorkUnit
 from fzoo.engines.local import ExtractionError, ExtractionJob
 from fzoo.images import psnr
@@ -174,7 +175,8 @@ class FeatureStage:
                     if fp in failed:  # failed in an earlier group: not computed there
                         continue
                     fails = {i - a: r for i, r in all_fails.items() if a <= i < b}
-                    if fails and len(fails) == b - a:
+                    broken = all(isinstance(r, BrokenTransform) for r in fails.values())
+                    if fails and len(fails) == b - a and not broken:  # else the condition's fault
                         failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
                         self.log(f"error: {failed[fp]}")
                     for i, reason in fails.items():
@@ -186,7 +188,8 @@ class FeatureStage:
                             "reason": reason,
                         }
                         if entry not in self.image_skips:  # grid cells meet the same images again
-                            self.log(f"skipped {escape(it.id)} ({cond.name}): {escape(reason)}")
+                            if not isinstance(reason, Reported):  # a contract error: said once
+                                self.log(f"skipped {escape(it.id)} ({cond.name}): {escape(reason)}")
                             self.image_skips.append(entry)
             return out
         return [{} for _ in groups]

@@ -12,6 +12,7 @@ from fzoo.commands._common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, parse_params,
 def cmd_launder(args: argparse.Namespace) -> int:
     """``fzoo launder``: exit 0 done, 1 nothing laundered (or weights), 2 usage error."""
     from fzoo.config import create_component
+    from fzoo.contracts import ContractError
     from fzoo.launder import LaunderUsageError, launder_folder
     from fzoo.plugin_manager import UnknownComponentError
     from fzoo.weights import WeightsError
@@ -40,6 +41,9 @@ def cmd_launder(args: argparse.Namespace) -> int:
     except LaunderUsageError as exc:
         print(f"fzoo launder: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ContractError as exc:  # the launderer's output is wrong: no image can succeed
+        print(f"fzoo launder: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except WeightsError as exc:  # missing or mismatched weights: the message says what to do
         print(f"fzoo launder: {type(exc).__name__}: {exc}", file=sys.stderr)
         hint = "nothing laundered with these weights; fix them as said above, then run again"

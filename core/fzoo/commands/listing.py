@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from fzoo.commands._common import EXIT_OK, EXIT_USAGE, print_json, registry
+from fzoo.commands._common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, print_json, registry
 from fzoo.components import KIND_ALIASES, KINDS
 
 
@@ -16,16 +16,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     infos = [info.as_dict() for info in reg.plugins.values()]
     if args.json:
         print_json(infos)
-        return EXIT_OK
-    for info in infos:
-        status = f"  FAILED: {info['error']}" if info["error"] else ""
-        print(f"{info['name']} ({info['source']}){status}")
-        if info["hooks"]:
-            print(f"  hooks: {', '.join(info['hooks'])}")
-        for kind, names in sorted(info["components"].items()):
-            print(f"  {kind}: {', '.join(sorted(names))}")
-        if info["presets"]:
-            print(f"  presets: {', '.join(info['presets'])}")
+    else:
+        for info in infos:
+            status = f"  FAILED: {info['error']}" if info["error"] else ""
+            print(f"{info['name']} ({info['source']}){status}")
+            if info["hooks"]:
+                print(f"  hooks: {', '.join(info['hooks'])}")
+            for kind, names in sorted(info["components"].items()):
+                print(f"  {kind}: {', '.join(sorted(names))}")
+            for failed in info["failed"]:  # broke the registration contract: not usable
+                print(f"  FAILED {failed['kind']}: {failed['error']}")
+            if info["presets"]:
+                print(f"  presets: {', '.join(info['presets'])}")
+    problems = reg.problems()  # failed plugins and components, presets naming missing ones
+    if getattr(args, "strict", False) and problems:
+        for line in problems:
+            print(f"fzoo plugins --strict: {line}", file=sys.stderr)
+        return EXIT_ERROR
+    for line in problems:
+        if line.startswith("preset "):  # the others are shown above
+            print(f"warning: {line}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -62,6 +72,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
             for name, cls in sorted(reg.components[k].items())
         ]
+        out[k] += [  # registered, but broke the registration contract: not usable
+            {"name": f.name or f.qualname, "plugin": p, "failed": f.message(), "params": {}}
+            for p, f in reg.failed_components()
+            if f.kind == k
+        ]
     if kind in (None, "preset"):
         out["preset"] = [
             {
@@ -90,6 +105,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             desc = f"  {e['description']}" if e.get("description") else ""
             plugin = f" [{e['plugin']}]" if "plugin" in e else ""
             comp = f" -> {e['component']} {e['params']}" if "component" in e else ""
+            if e.get("failed"):
+                print(f"  {e['name']}{plugin}  FAILED: {e['failed']}")
+                continue
             learned = f" ({e['learned']})" if e.get("learned") else ""
             print(f"  {e['name']}{plugin}{comp}{learned}{desc}")
             for pname, schema in (e.get("params") or {}).items() if "plugin" in e else []:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fzoo import contracts
 from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import FeatureExtractor
 from fzoo.engines.timeout import ComponentTimeout, PluginExit, call_with_timeout
@@ -91,14 +92,10 @@ def _run_extractor(
         )
     except (ComponentTimeout, PluginExit) as exc:  # the extractor is unusable: no retries
         raise ExtractionError(str(exc), extractor.fingerprint()) from None
-    feats = np.asarray(out, dtype=np.float32)
-    if feats.ndim != 2 or feats.shape[0] != len(pixels):
-        raise ExtractionError(
-            f"feature extractor {extractor.name!r} returned shape {feats.shape} for a batch of "
-            f"{len(pixels)}; expected [{len(pixels)}, D]",
-            extractor.fingerprint(),
-        )
-    return feats
+    try:  # shape and dtype (fzoo.contracts); a row that is not finite fails its image only
+        return contracts.check_features(extractor, out, len(pixels))
+    except contracts.ContractError as exc:
+        raise ExtractionError(str(exc), extractor.fingerprint()) from None
 
 
 def extract_rows(
@@ -113,7 +110,7 @@ def extract_rows(
     engine extracts through this function.
     """
     try:
-        return list(_run_extractor(extractor, pixels, timeout_s))
+        return contracts.finite_rows(extractor, _run_extractor(extractor, pixels, timeout_s))
     except ExtractionError:
         raise
     except Exception:
@@ -121,7 +118,7 @@ def extract_rows(
     out: list[np.ndarray | str] = []
     for px in pixels:  # retry one by one to isolate the images it cannot handle
         try:
-            out.append(_run_extractor(extractor, [px], timeout_s)[0])
+            out += contracts.finite_rows(extractor, _run_extractor(extractor, [px], timeout_s))
         except ExtractionError:
             raise
         except Exception as exc:
@@ -187,8 +184,9 @@ def extract_features(
             return
         try:
             rows = extract_rows(extractors[fp], [px for _, px in entries], limits.get(fp))
-        except ExtractionError as exc:  # named by its key: a fitted extractor's differs
-            raise ExtractionError(str(exc), fp) from exc
+            contracts.check_width(fp, extractors[fp], rows)  # constant for one key
+        except (ExtractionError, contracts.ContractError) as exc:  # named by its key (a
+            raise ExtractionError(str(exc), fp) from exc  # fitted extractor's differs)
         for (i, _), row in zip(entries, rows, strict=True):
             if isinstance(row, str):
                 failures[fp][i] = row
@@ -209,7 +207,7 @@ def extract_features(
             # handle this image (or calls sys.exit: the image fails, not the run)
             for fp in extractors:
                 if results[fp][i] is None:
-                    failures[fp][i] = f"cannot make image: {type(exc).__name__}: {exc}"
+                    failures[fp][i] = contracts.load_failure(exc)
             continue
         for fp in extractors:
             if results[fp][i] is not None or i in failures[fp]:

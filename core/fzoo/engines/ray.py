@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fzoo import contracts
 from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import Component, FeatureExtractor
 from fzoo.data import ComponentRef, Materializer, WorkUnit
@@ -197,7 +198,7 @@ class Worker:
                 try:
                     pixels = mat.load(item, extra)
                 except Exception as exc:  # a transform that cannot handle this image
-                    results[k]["load_error"] = f"cannot make image: {type(exc).__name__}: {exc}"
+                    results[k]["load_error"] = contracts.load_failure(exc)
                     continue
                 finally:  # None: no transform ran (the local engine keeps no entry either)
                     results[k]["notes"] = mat.notes.pop(item.id, None)
