@@ -23,7 +23,6 @@ from fzoo import contracts
 from fzoo.cache import ArrayCache, image_key
 from fzoo.components import Component, Dataset, Generator, Launderer, Record
 from fzoo.components import stable_hash as _hash
-from fzoo.config import DataSpec, resolve_component
 from fzoo.images import (
     DecodedImage,
     ImageError,
@@ -34,6 +33,8 @@ from fzoo.images import (
     to_array,
     to_tensor,
 )
+from fzoo.plan import DataPlan, ResolvedComponent
+from fzoo.schema import DataSpec
 from fzoo.split import (  # noqa: F401  (re-exported: the split used to live here)
     SplitLeakError,
     check_split,
@@ -48,87 +49,44 @@ from fzoo.split import (  # noqa: F401  (re-exported: the split used to live her
 UNREADABLE = "fzoo:unreadable"
 
 
-@dataclass(frozen=True)
-class ComponentRef:
-    """How to rebuild a component in another process: ``create_component(kind, name, **params)``.
-
-    ``name`` is the registered component name (never a preset) and ``params`` its validated
-    parameters as JSON values. ``cls`` (``module:qualname``) is the fallback for a component that
-    is not registered in the other process (a plugin registered at runtime, as tests do); the
-    rebuilt component's fingerprint is checked against the original's either way.
-    """
-
-    kind: str
-    name: str
-    params: dict[str, Any] = field(default_factory=dict, hash=False)
-    cls: str = ""
-
-    @classmethod
-    def of(cls, component: Component) -> ComponentRef:
-        t = type(component)
-        return cls(
-            component.kind, t.name, component.get_params(), f"{t.__module__}:{t.__qualname__}"
-        )
-
-    @property
-    def key(self) -> str:
-        """A stable identity (to cache rebuilt components by)."""
-        return _hash([self.kind, self.name, self.params, self.cls], 40)
-
-    def build(self) -> Component:
-        """The component, from the registry of this process (or its class, see ``cls``)."""
-        from fzoo.config import create_component
-        from fzoo.plugin_manager import UnknownComponentError
-
-        try:
-            comp: Component = create_component(self.kind, self.name, **self.params)
-            return comp
-        except UnknownComponentError as exc:
-            if not self.cls:
-                raise
-            import importlib
-
-            module, _, qualname = self.cls.partition(":")
-            try:
-                obj: Any = importlib.import_module(module)
-                for part in qualname.split("."):
-                    obj = getattr(obj, part)
-            except (ImportError, AttributeError):
-                raise exc from None
-            built: Component = obj(**self.params)
-            return built
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    """A :class:`Step` without its component object: what travels to a remote worker."""
-
-    ref: ComponentRef
-    fingerprint: str
-    seed: int = 0
+#: the old name of :class:`fzoo.plan.ResolvedComponent` (how a component travels to a worker)
+ComponentRef = ResolvedComponent
 
 
 @dataclass(frozen=True)
 class Step:
-    """One transform of a chain: a launderer or a perturbation, with its fingerprint.
+    """One transform of a chain: a launderer, a perturbation or an img2img generator, with its
+    fingerprint and seed.
 
-    ``ref`` says how to rebuild the component elsewhere (see :class:`ComponentRef`); it is taken
-    from the component when not given.
+    ``ref`` is the resolved component (how to build it again elsewhere); it is taken from the
+    component when not given. A step travels to a remote worker without its component object
+    (pickled, ``component`` is None there) and is rebuilt from ``ref``
+    (:meth:`WorkUnit.to_item`).
     """
 
-    component: Component
+    component: Component | None
     fingerprint: str
     seed: int = 0
-    ref: ComponentRef | None = field(default=None, compare=False)
+    ref: ResolvedComponent | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.ref is None:
-            object.__setattr__(self, "ref", ComponentRef.of(self.component))
+            assert self.component is not None, "a step needs its component or its ref"
+            object.__setattr__(self, "ref", ResolvedComponent.of(self.component))
 
     @property
-    def spec(self) -> StepSpec:
-        assert self.ref is not None
-        return StepSpec(self.ref, self.fingerprint, self.seed)
+    def built(self) -> Component:
+        """The component (a step made in this process, or rebuilt by :meth:`WorkUnit.to_item`)."""
+        assert self.component is not None, "a travelled step is rebuilt by WorkUnit.to_item"
+        return self.component
+
+    @property
+    def spec(self) -> Step:
+        """This step without its component object: what travels to a remote worker."""
+        return Step(None, self.fingerprint, self.seed, self.ref)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Step, (None, self.fingerprint, self.seed, self.ref))
 
 
 @dataclass
@@ -159,9 +117,9 @@ class WorkUnit:
     """One (item, condition) as plain picklable data: what a remote worker needs to make pixels.
 
     The record travels as its path (decoded inside the worker by :mod:`fzoo.images`), as bytes only
-    for in-memory datasets. Components travel as :class:`ComponentRef` (rebuilt once per worker);
-    no component object and no pixels travel. ``chain`` is the same as the local engine's, so both
-    engines read and write the same cache entries.
+    for in-memory datasets. Components travel as :class:`~fzoo.plan.ResolvedComponent` (rebuilt
+    once per worker); no component object and no pixels travel. ``chain`` is the same as the local
+    engine's, so both engines read and write the same cache entries.
     """
 
     item_id: str
@@ -169,9 +127,9 @@ class WorkUnit:
     source: str
     path: str | None
     data: bytes | None
-    steps: tuple[StepSpec, ...]
-    extra: tuple[StepSpec, ...]
-    generator: tuple[ComponentRef, str, int] | None
+    steps: tuple[Step, ...]  # without their component objects (Step.spec)
+    extra: tuple[Step, ...]
+    generator: tuple[ResolvedComponent, str, int] | None
     quantize: bool
     max_pixels: int
     tile: tuple[int, int, int, int] | None = None
@@ -186,7 +144,7 @@ class WorkUnit:
         generator = None
         if item.generator is not None:
             gen, seed = item.generator
-            generator = (ComponentRef.of(gen), gen.fingerprint(), seed)
+            generator = (ResolvedComponent.of(gen), gen.fingerprint(), seed)
         return cls(
             item_id=item.id,
             base_hash=item.base_hash,
@@ -202,7 +160,7 @@ class WorkUnit:
         )
 
     def to_item(
-        self, build: Callable[[ComponentRef, str], Component]
+        self, build: Callable[[ResolvedComponent, str], Component]
     ) -> tuple[Item, tuple[Step, ...]]:
         """The item and the condition's steps again, components made by ``build(ref, fp)``."""
         record = None
@@ -217,10 +175,12 @@ class WorkUnit:
             assert isinstance(gen, Generator)
             generator = (gen, seed)
 
-        def steps(specs: tuple[StepSpec, ...]) -> tuple[Step, ...]:
-            return tuple(
-                Step(build(s.ref, s.fingerprint), s.fingerprint, s.seed, s.ref) for s in specs
-            )
+        def steps(specs: tuple[Step, ...]) -> tuple[Step, ...]:
+            out = []
+            for s in specs:
+                assert s.ref is not None
+                out.append(Step(build(s.ref, s.fingerprint), s.fingerprint, s.seed, s.ref))
+            return tuple(out)
 
         item = Item(
             id=self.item_id,
@@ -344,13 +304,19 @@ def decode_record(record: Record, max_pixels: int) -> DecodedImage:
 
 
 def load_items(
-    spec: DataSpec,
+    plan: DataPlan | DataSpec,
     seed: int,
     progress: Callable[[Iterable[Any], str, int | None], Iterable[Any]] | None = None,
 ) -> LoadedData:
-    """Read the dataset, check every image decodes, and add the derived and generated classes."""
-    dataset_rc = resolve_component(spec.dataset, "dataset")
-    dataset = dataset_rc.build()
+    """Read the dataset, check every image decodes, and add the derived and generated classes.
+
+    ``plan`` is the cell's :class:`~fzoo.plan.DataPlan` (every component resolved at
+    validation; nothing is looked up by name here); a bare :class:`DataSpec` is planned first.
+    """
+    if not isinstance(plan, DataPlan):
+        plan = DataPlan.of(plan)
+    spec = plan.spec
+    dataset = plan.dataset.build()
     assert isinstance(dataset, Dataset)
     fingerprints = {"dataset": dataset.fingerprint()}
     items: list[Item] = []
@@ -397,50 +363,40 @@ def load_items(
             )
         )
 
-    for i, derive in enumerate(spec.derive):
-        if derive.generator is not None and not derive.from_:
-            rc = resolve_component(derive.generator, "generator")
-            gen = rc.build()
+    for i, dp in enumerate(plan.derive):
+        derive = dp.spec
+        if dp.generator is not None:  # generated from noise
+            gen = dp.generator.build()
             assert isinstance(gen, Generator)
             fp = gen.fingerprint()
             fingerprints[f"derive[{i}].generator"] = fp
             assert derive.n is not None
+            name = dp.generator.component
             for k in range(derive.n):
                 s = _item_seed(seed, derive.label, k)
                 items.append(
                     Item(
-                        id=_unique(f"{derive.label}/{rc.component}-{k:05d}", seen_ids),
+                        id=_unique(f"{derive.label}/{name}-{k:05d}", seen_ids),
                         label=derive.label,
-                        source=f"{derive.label}:{rc.component}:{k}",
+                        source=f"{derive.label}:{name}:{k}",
                         base_hash=f"generated:{fp}:{s}",
                         quantize=derive.quantize,
                         generator=(gen, s),
                     )
                 )
             continue
-        transforms: list[tuple[Component, str]] = []
-        if derive.generator is not None:  # img2img from the images of 'from'
-            grc = resolve_component(derive.generator, "generator")
-            gen = grc.build()
-            assert isinstance(gen, Generator)
-            if not gen.supports_img2img:
-                raise ValueError(f"generator {grc.component!r} does not support img2img ('from')")
-            transforms.append((gen, f"derive[{i}].generator"))
-        if derive.launderer is not None:
-            lrc = resolve_component(derive.launderer, "launderer")
-            transforms.append((lrc.build(), f"derive[{i}].launderer"))
-        for j, p in enumerate(derive.perturbations):
-            transforms.append(
-                (resolve_component(p, "perturbation").build(), f"derive[{i}].perturbations[{j}]")
-            )
-        for comp, where in transforms:
-            fingerprints[where] = comp.fingerprint()
+        transforms: list[tuple[Component, str, ResolvedComponent]] = []
+        for rc, where in zip(dp.steps, dp.roles, strict=True):
+            comp = rc.build()
+            if isinstance(comp, Generator) and not comp.supports_img2img:
+                raise ValueError(f"generator {rc.component!r} does not support img2img ('from')")
+            fp = comp.fingerprint()
+            fingerprints[where] = fp
+            transforms.append((comp, fp, rc.with_fingerprint(fp)))
         origins = [it for it in items if it.label in derive.from_]
         for origin in origins:
-            steps = origin.steps + tuple(
-                Step(c, c.fingerprint(), _item_seed(seed, derive.label, origin.id))
-                for c, _ in transforms
-            )
+            item_seed = _item_seed(seed, derive.label, origin.id)
+            steps = origin.steps + tuple(Step(c, fp, item_seed, rc) for c, fp, rc in transforms)
             items.append(
                 Item(
                     id=_unique(f"{derive.label}/{origin.id.split('/', 1)[1]}", seen_ids),
@@ -515,7 +471,7 @@ class Materializer:
         """``extra`` applied to ``pixels`` of ``item``, as :meth:`load` applies a condition."""
         for step in extra:
             pixels = self.apply(step, pixels, item)
-            if isinstance(step.component, Launderer):  # a laundered image is saved as 8 bits
+            if isinstance(step.built, Launderer):  # a laundered image is saved as 8 bits
                 pixels = quantize(pixels)
         return pixels
 
@@ -527,7 +483,7 @@ class Materializer:
 
 def apply_step(step: Step, pixels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """One transform on HWC float32 pixels: the result and the notes it leaves for the report."""
-    comp = step.component
+    comp = step.built
     batch = to_tensor(pixels)
     out = contracts.transform(comp, batch, step.seed)  # launder/apply/img2img, checked
     result = to_array(out)
