@@ -36,6 +36,12 @@ The checks (:func:`checks_for` lists those of a class):
 - ``state`` (learned extractors and classifiers): ``save_state`` into an empty folder writes no
   pickle, and a fresh instance after ``load_state`` gives the same output.
 
+:func:`check_plugin` checks a plugin module's hooks without registering it (what they register
+passes the registration contract; presets name a component and valid parameters)::
+
+    found = check_plugin(my_plugin)
+    assert found.components == {"feature_extractor": [ColorStats]}
+
 pytest is imported only by :func:`parametrize_with_checks`; torch only when a check runs.
 """
 
@@ -72,7 +78,9 @@ __all__ = [
     "Candidate",
     "Check",
     "ComponentCheckError",
+    "PluginContents",
     "check_component",
+    "check_plugin",
     "checks_for",
     "parametrize_with_checks",
     "sample_images",
@@ -482,3 +490,86 @@ def parametrize_with_checks(
         for check in checks_for(cls):
             cases.append(pytest.param(cand, check, id=f"{cand.label}-{check.name}"))
     return pytest.mark.parametrize(("component", "check"), cases)
+
+
+@dataclass
+class PluginContents:
+    """What a plugin registers (:func:`check_plugin`): classes by kind, presets by name."""
+
+    components: dict[str, list[type[Component]]] = field(default_factory=dict)
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_plugin(plugin: object) -> PluginContents:
+    """Call a plugin's ``fzoo_register_*`` hooks as fzoo does, registering nothing, and check
+    what they register: every class passes the registration contract, names are unique, a hook
+    name is not misspelt, and each preset names a component (of the plugin, or installed) of its
+    kind whose ``Params`` accept the preset's parameters. Raises :class:`ComponentCheckError`;
+    returns the classes by kind and the presets."""
+    from difflib import get_close_matches
+
+    from fzoo.components import KIND_TABLE
+
+    label = getattr(plugin, "__name__", repr(plugin))
+    hooks = {k.hook: k.name for k in KIND_TABLE}
+    known = [*hooks, "fzoo_register_presets"]
+    for attr in sorted(a for a in dir(plugin) if a.startswith("fzoo_") and a not in known):
+        close = get_close_matches(attr, known, 1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ComponentCheckError(label, "hooks", f"{attr!r} is not an fzoo hook{hint}")
+    out = PluginContents()
+    for hook, kind in hooks.items():
+        fn = getattr(plugin, hook, None)
+        if fn is None:
+            continue
+
+        def register(cls: type[Component], _kind: str = kind) -> None:
+            problems = class_problems(cls, _kind)
+            name = getattr(cls, "name", "") or getattr(cls, "__qualname__", repr(cls))
+            if problems:
+                raise ComponentCheckError(str(name), "registration", "; ".join(problems))
+            if any(c.name == cls.name for c in out.components.get(_kind, [])):
+                raise ComponentCheckError(cls.name, "registration", "registered twice")
+            out.components.setdefault(_kind, []).append(cls)
+
+        fn(register)
+    fn = getattr(plugin, "fzoo_register_presets", None)
+    if fn is not None:
+
+        def register_preset(
+            name: str,
+            component: str,
+            params: dict[str, Any] | None = None,
+            kind: str | None = None,
+            description: str = "",
+        ) -> None:
+            cls = _preset_target(name, component, kind, out)
+            cls.Params(**(params or {}))  # raises pydantic's ValidationError, naming the field
+            out.presets[name] = {
+                "component": component,
+                "kind": cls.kind,
+                "params": dict(params or {}),
+                "description": description,
+            }
+
+        fn(register_preset)
+    return out
+
+
+def _preset_target(
+    name: str, component: str, kind: str | None, out: PluginContents
+) -> type[Component]:
+    for k, classes in out.components.items():
+        for cls in classes:
+            if cls.name == component and kind in (None, k):
+                return cls
+    from fzoo.plugin_manager import get_registry
+
+    reg = get_registry()
+    for k in [kind] if kind else list(reg.components):
+        if component in reg.components.get(k, {}):
+            return reg.components[k][component]
+    where = f"{kind.replace('_', ' ')} " if kind else ""
+    raise ComponentCheckError(
+        name, "preset", f"names {where}{component!r}, which is not registered"
+    )
