@@ -13,7 +13,7 @@ import pytest
 from fzoo.config import load_experiment
 from fzoo.experiment import run_experiment
 from fzoo.metrics import METRIC_NAMES
-from fzoo.report import write_report
+from fzoo.report import to_json, write_report
 from fzoo.results import (
     Detail,
     MetricRow,
@@ -74,6 +74,9 @@ def test_a_row_writes_the_keys_of_the_old_dicts_in_their_order():
     # read as a mapping, as scripts read the old dicts
     assert row["auc"] == 0.5 and "error" not in row and "error" in failed and row["C"] == 1.0
     assert row.metric("auc") == 0.5 and row.metric("n_test") == 4 and row.metric("eer") is None
+    # JSON of typed rows (fzoo run --json) is their file form, NaN as null
+    nan_row = dataclasses.replace(row, metrics={"auc": math.nan})
+    assert json.loads(to_json({"rows": [nan_row]})) == {"rows": [{**nan_row.to_dict(), "auc": None}]}
 
     roc = {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}
     steps = (StepName("perturbation", "blur"),)

@@ -33,7 +33,7 @@ REPORT_FILES = ("results.csv", "results.json", "predictions.csv", "report.md", "
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
-    if isinstance(obj, dict):
+    if isinstance(obj, Mapping):  # a dict, or a typed row as its file form (fzoo run --json)
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
