@@ -1,12 +1,14 @@
 """Unit tests of the example plugin, run in-process (``pip install -e .`` first, or from fzoo's
 own test suite, where the ``src`` folder is put on ``sys.path`` when the plugin is not installed).
+
+The contract every fzoo component keeps is checked by ``fzoo.testing``; the tests below it are
+about what this plugin's components compute.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,7 @@ import torch
 from pydantic import ValidationError
 from scipy import stats
 
-from fzoo import plugin_manager
-from fzoo.config import ComponentSpec, resolve_component
+from fzoo.testing import Candidate, Check, check_plugin, parametrize_with_checks
 
 try:
     import fzoo_example
@@ -26,36 +27,36 @@ except ImportError:  # not installed: test the source tree
 
 from fzoo_example import ColorStats, Gamma, NearestCentroid
 
-
-@pytest.fixture
-def registered() -> Iterator[None]:
-    """The plugin registered under its entry-point name, as if fzoo had discovered it."""
-    if plugin_manager.get_plugin_manager().get_plugin("example") is not None:
-        yield  # already installed and auto-loaded
-        return
-    plugin_manager.register_plugin(fzoo_example, "example")
-    try:
-        yield
-    finally:
-        plugin_manager.unregister_plugin("example")
+# --------------------------------------------------------------------------- the fzoo contract
 
 
-# --------------------------------------------------------------------------- registration
+@parametrize_with_checks(
+    [
+        ColorStats,
+        (ColorStats, {"saturation_bins": 16}),
+        NearestCentroid,
+        (NearestCentroid, {"temperature": 0.5, "standardize": False}),
+        Gamma,
+        (Gamma, {"gamma": 0.5}),
+    ]
+)
+def test_fzoo_contract(component: Candidate, check: Check) -> None:
+    check(component)
 
 
-def test_hooks_register_every_component(registered: None) -> None:
-    reg = plugin_manager.get_registry()
-    assert reg.get("feature_extractor", "color-stats") is ColorStats
-    assert reg.get("classifier", "nearest-centroid") is NearestCentroid
-    assert reg.get("perturbation", "gamma") is Gamma
-    assert reg.owner("feature_extractor", "color-stats") == "example"
-    assert reg.plugins["example"].error is None
-    rc = resolve_component(ComponentSpec(name="color-stats-16"), "feature_extractor")
-    assert (rc.component, rc.params["saturation_bins"], rc.preset) == (
-        "color-stats",
-        16,
-        "color-stats-16",
-    )
+def test_hooks_register_every_component() -> None:
+    found = check_plugin(fzoo_example)
+    assert found.components == {
+        "feature_extractor": [ColorStats],
+        "classifier": [NearestCentroid],
+        "perturbation": [Gamma],
+    }
+    assert found.presets["color-stats-16"] == {
+        "component": "color-stats",
+        "kind": "feature_extractor",
+        "params": {"saturation_bins": 16},
+        "description": "color-stats with a 16-bin saturation histogram",
+    }
 
 
 # --------------------------------------------------------------------------- color-stats
@@ -97,7 +98,7 @@ def test_color_stats_params_are_validated_and_fingerprinted() -> None:
         ColorStats(saturation_bins=1)
     with pytest.raises(ValidationError):
         ColorStats(bins=8)
-    assert ColorStats().fingerprint() == ColorStats(saturation_bins=8).fingerprint()
+    assert ColorStats().fingerprint() == ColorStats(saturation_bins=8).fingerprint()  # default
     assert ColorStats().fingerprint() != ColorStats(saturation_bins=16).fingerprint()
 
 
