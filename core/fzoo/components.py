@@ -36,6 +36,19 @@ def stable_hash(obj: Any, length: int = 20) -> str:
 
 _PROVENANCE: dict[str, dict[str, Any]] = {}
 
+#: Import paths that moved, as fingerprints spell them: the built-ins were ``fzoo.plugins.*`` until
+#: the layout move of issue #12. Fingerprints (cache keys, saved pipelines' identity) keep the old
+#: spelling so caches and pipelines saved before the move stay valid.
+_FINGERPRINT_MODULE_ALIASES: tuple[tuple[str, str], ...] = (("fzoo_builtins.", "fzoo.plugins."),)
+
+
+def _fingerprint_module(module: str) -> str:
+    """``module`` as fingerprints name it (see :data:`_FINGERPRINT_MODULE_ALIASES`)."""
+    for new, old in _FINGERPRINT_MODULE_ALIASES:
+        if module.startswith(new):
+            return old + module[len(new) :]
+    return module
+
 
 def provenance_of(fingerprint: str) -> dict[str, Any] | None:
     """``{"component", "weights": {file: sha256}, ...}`` of a weight-bearing component whose
@@ -105,7 +118,7 @@ class Component:
             params |= {k: "<sha256>" for k in located if k in cls.weight_params}
         fp = stable_hash(
             {
-                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "class": _fingerprint_module(cls.__module__) + "." + cls.__qualname__,
                 "name": cls.name,
                 "version": cls.version,
                 "params": params,
