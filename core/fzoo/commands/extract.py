@@ -152,16 +152,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     from fzoo.fsutil import atomic_writer
 
+    arrays: dict[str, Any] = {
+        "features": np.stack(feats).astype(np.float32),
+        "paths": np.asarray(names),
+        "extractor": np.asarray(extractor.name),
+        "fingerprint": np.asarray(extractor.fingerprint()),
+        **{k: np.asarray(v) for k, v in state.items()},  # where a learned one's state is from
+    }
     try:
         with atomic_writer(out) as fh:  # a temporary file, removed on any failure
-            np.savez(
-                fh,
-                features=np.stack(feats).astype(np.float32),
-                paths=np.asarray(names),
-                extractor=np.asarray(extractor.name),
-                fingerprint=np.asarray(extractor.fingerprint()),
-                **{k: np.asarray(v) for k, v in state.items()},
-            )
+            np.savez(fh, **arrays)
     except OSError as exc:
         print(f"fzoo extract: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
