@@ -181,7 +181,8 @@ where = ["src"]
 _README = """\
 # {dist}
 
-An [fzoo](https://github.com/) plugin, made by `fzoo new-plugin {dist}`.
+A plugin for fzoo, the forensic detector zoo (`pip install forensic-zoo`), made by
+`fzoo new-plugin {dist}`.
 
 | kind              | name          | what                                                      |
 |-------------------|---------------|-----------------------------------------------------------|
