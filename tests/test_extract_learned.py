@@ -4,6 +4,7 @@ the means to fit it; fitted on a labelled folder (``--fit-on``), its state saved
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,23 @@ def test_param_errors_are_worded_as_in_yaml(capsys: pytest.CaptureFixture) -> No
         "fzoo extract: --param bns: 'fft-spectrum': unknown parameter 'bns'; did you mean "
         "'bins'? Valid parameters: bins",
     ]
+
+
+def test_list_marks_learned_extractors_and_shows_choices(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list", "feature_extractor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cnn = next(line for line in lines if line.startswith("  camera-id-cnn "))
+    assert cnn.startswith("  camera-id-cnn [camera_id] (needs fitting)  ")
+    fft = next(line for line in lines if line.startswith("  fft-spectrum "))
+    assert "needs fitting" not in fft
+    assert any(
+        line.startswith('      fit_target: one of "label", "camera" = \'camera\'') for line in lines
+    )
+    assert any(line.startswith("      bins: integer = 64 [>=4 <=4096]") for line in lines)
+    assert main(["list", "feature_extractor", "--json"]) == 0
+    entries = {e["name"]: e for e in json.loads(capsys.readouterr().out)["feature_extractor"]}
+    assert entries["camera-id-cnn"]["learned"] == "needs fitting"
+    assert entries["camera-id-cnn"]["types"]["fit_on"] == "list of string | null"
+    assert entries["mandelli2024-laundered"]["learned"] == "needs fitting with some parameters"
+    assert entries["fft-spectrum"]["learned"] is None
+    assert entries["fft-spectrum"]["bounds"] == {"bins": ">=4 <=4096"}
