@@ -3,6 +3,7 @@ and the run never looks a name up again (issue #12, "resolve once")."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 import textwrap
 
@@ -120,6 +121,7 @@ def test_one_resolved_type_travels_pickled_and_rebuilds():
     comp = back.build()
     assert comp.fingerprint() == rc.build().fingerprint()
     step = Step(comp, comp.fingerprint(), 7)
+    assert copy.deepcopy(step).component is comp and copy.deepcopy(rc).cls is rc.cls
     wire = pickle.loads(pickle.dumps(step))
     assert wire.component is None and (wire.fingerprint, wire.seed) == (step.fingerprint, 7)
     assert wire.ref == step.ref == ResolvedComponent.of(comp)

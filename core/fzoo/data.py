@@ -85,8 +85,14 @@ class Step:
         """This step without its component object: what travels to a remote worker."""
         return Step(None, self.fingerprint, self.seed, self.ref)
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled: without the component object
         return (Step, (None, self.fingerprint, self.seed, self.ref))
+
+    def __copy__(self) -> Step:
+        return self  # immutable; a copy keeps its component (pickling does not)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Step:
+        return self
 
 
 @dataclass
