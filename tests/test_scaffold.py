@@ -108,8 +108,9 @@ def test_generated_tests_pass_once_installed(package: Path, site: Path) -> None:
     assert "test_contract[tiny-var-variance-determinism] PASSED" in out
     assert "test_noise_has_the_local_std_of_its_distribution PASSED" in out
     assert "test_tiny_experiment_runs PASSED" in out  # examples/tiny.yaml through `fzoo run`
-    # 5 contract checks of a feature extractor that needs no fitting, and 4 tests of its own
-    assert out.strip().splitlines()[-1].startswith("=") and " 9 passed" in out.splitlines()[-1]
+    assert "test_hooks_register_the_extractor PASSED" in out
+    # 5 contract checks of a feature extractor that needs no fitting, and 5 tests of its own
+    assert out.strip().splitlines()[-1].startswith("=") and " 10 passed" in out.splitlines()[-1]
 
 
 def test_fzoo_plugins_strict_and_list_show_it(site: Path) -> None:

@@ -307,7 +307,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fzoo.testing import parametrize_with_checks
+from fzoo.testing import check_plugin, parametrize_with_checks
 from {module} import {cls}
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
@@ -317,6 +317,12 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
 def test_contract(component, check):
     """Every check of the extractor's kind (shape, dtype, determinism, params, fingerprint)."""
     check(component)
+
+
+def test_hooks_register_the_extractor():
+    """The plugin's hooks, called as fzoo calls them (nothing is registered)."""
+    plugin = sys.modules["{module}"]  # the module the entry point names
+    assert check_plugin(plugin).components == {{"feature_extractor": [{cls}]}}
 
 
 def test_flat_image_has_no_local_variance():
