@@ -299,6 +299,23 @@ def test_registration_errors_in_the_table_are_the_real_ones() -> None:
         problem = after_line.split("): ", 1)[-1] if "(" in after_line else after_line
         assert problem.split(": ", 1)[-1] in section, message
 
+    class Broken:
+        @fzoo.hookimpl
+        def fzoo_register_feature_extractors(self, register: Any) -> None:
+            register(NoExtract)
+
+    plugin_manager.register_plugin(Broken(), "plugins-doc-broken")
+    try:
+        reg = plugin_manager.get_registry()
+        with pytest.raises(LookupError) as info:
+            reg.get("feature_extractor", "no-extract")
+    finally:
+        plugin_manager.unregister_plugin("plugins-doc-broken")
+    text = str(info.value)
+    assert text.startswith("feature extractor 'no-extract' is not usable: ")
+    assert "feature extractor 'no-extract' is not usable: FILE:LINE: feature extractor" in section
+    assert text.endswith("no extract() method (override fzoo.FeatureExtractor's)")
+
 
 def test_links_within_the_page_have_their_heading() -> None:
     def slug(heading: str) -> str:  # GitHub's anchors: lower case, punctuation dropped

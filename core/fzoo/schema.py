@@ -419,7 +419,7 @@ def unknown_component_message(exc: LookupError) -> str:
 
     text = str(exc)
     blocked = blocked_names()
-    if not blocked:
+    if not blocked or getattr(exc, "failure", None) is not None:  # registered, but failed
         return text
     installed = {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS}
     installed |= {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
