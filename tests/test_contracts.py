@@ -10,6 +10,7 @@ named with the method and the problem, once, and is not called again for the oth
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -150,6 +152,9 @@ class Levels(fzoo.FeatureExtractor):
 def fzoo_register_feature_extractors(register):
     register(Levels)
 ''',
+    "badimport": """
+raise ImportError("fzoo_badimport needs the package 'not-installed-anywhere'")
+""",
     "badpreset": """
 @fzoo.hookimpl
 def fzoo_register_presets(register):
@@ -199,9 +204,11 @@ def _package(root: Path, plugin: str, source: str) -> Path:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every broken plugin of :data:`PLUGINS`, built and pip-installed into one folder."""
+    """Every broken plugin of :data:`PLUGINS`, and ``runtime`` (components that register but
+    break their output contract), built and pip-installed into one folder."""
     root = tmp_path_factory.mktemp("broken-plugins")
-    packages = [str(_package(root / "src", p, s)) for p, s in PLUGINS.items()]
+    sources = {**PLUGINS, "runtime": _runtime_source()}
+    packages = [str(_package(root / "src", p, s)) for p, s in sources.items()]
     target = root / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
@@ -256,14 +263,15 @@ def test_plugins_shows_failed_components_and_strict_exits_1(site: Path) -> None:
     proc = run_fzoo("plugins", "--strict", paths=[site])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("fzoo plugins --strict: ")]
-    assert len(errors) == len(FAILED) + 1  # one line per failed component, one for the preset
+    assert len(errors) == len(FAILED) + 2  # a line per failed component, preset and plugin
+    assert any("plugin 'badimport': ImportError: fzoo_badimport needs" in e for e in errors)
     assert any("preset 'glcm-16'" in e and "'glcm-typo' is not registered" in e for e in errors)
     assert any(f"plugin 'nolaunder': {_file(site, 'nolaunder')}:7: " in e for e in errors)
 
 
 def test_strict_accepts_the_builtins_and_warns_of_a_bad_preset(site: Path) -> None:
     ok(run_fzoo("plugins", "--strict", paths=[]))
-    blocked = ",".join(p for p in PLUGINS if p != "badpreset")
+    blocked = ",".join(p for p in PLUGINS if p != "badpreset")  # "runtime" registers fine
     proc = run_fzoo("plugins", paths=[site], env={"FZOO_BLOCK_PLUGINS": blocked})
     assert proc.returncode == 0
     assert "warning: preset 'glcm-16' (badpreset): feature extractor 'glcm-typo'" in proc.stderr
@@ -343,30 +351,42 @@ class Grey(fzoo.Perturbation):
         return batch.mean(dim=1, keepdim=True)
 
 
-class RuntimePlugin:
-    @staticmethod
-    @fzoo.hookimpl
-    def fzoo_register_launderers(register):
-        register(Shrinker)
+RUNTIME_HOOKS = """
 
-    @staticmethod
-    @fzoo.hookimpl
-    def fzoo_register_feature_extractors(register):
-        register(Wobbly)
+@fzoo.hookimpl
+def fzoo_register_launderers(register):
+    register(Shrinker)
 
-    @staticmethod
-    @fzoo.hookimpl
-    def fzoo_register_perturbations(register):
-        register(Grey)
+
+@fzoo.hookimpl
+def fzoo_register_feature_extractors(register):
+    register(Wobbly)
+
+
+@fzoo.hookimpl
+def fzoo_register_perturbations(register):
+    register(Grey)
+"""
+
+
+def _runtime_source() -> str:
+    """The ``runtime`` plugin: the three classes above, and hooks registering them."""
+    classes = (Shrinker, Wobbly, Grey)
+    return "\n\n".join(inspect.getsource(c) for c in classes) + RUNTIME_HOOKS
 
 
 @pytest.fixture
-def runtime_plugin() -> Iterator[None]:
-    register_plugin(RuntimePlugin, name="runtime-contracts-test")
-    Shrinker.calls = Wobbly.calls = Grey.calls = 0
+def runtime(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The installed ``runtime`` plugin, imported from the site and registered in-process."""
+    get_registry()  # built before the site is on sys.path: its entry points do not autoload
+    monkeypatch.syspath_prepend(str(site))
+    module = importlib.import_module("fzoo_runtime")
+    assert module.__file__ == _file(site, "runtime")
+    register_plugin(module, name="runtime-contracts-test")
+    module.Shrinker.calls = module.Wobbly.calls = module.Grey.calls = 0
     contracts.reset()
     try:
-        yield
+        yield module
     finally:
         unregister_plugin("runtime-contracts-test")
 
@@ -404,18 +424,18 @@ GREY = (
 @pytest.mark.parametrize(
     ("condition", "message", "component"),
     [
-        ("{name: shrunk, launderer: shrinker-test}", SHRUNK, Shrinker),
-        ("{name: grey, perturbations: [grey-test]}", GREY, Grey),
+        ("{name: shrunk, launderer: shrinker-test}", SHRUNK, "Shrinker"),
+        ("{name: grey, perturbations: [grey-test]}", GREY, "Grey"),
     ],
     ids=["launderer", "perturbation"],
 )
 def test_broken_outputs_are_named_once_and_the_component_is_not_called_again(
     tmp_path: Path,
-    runtime_plugin: None,
+    runtime: ModuleType,
     capsys: pytest.CaptureFixture[str],
     condition: str,
     message: str,
-    component: type[fzoo.Launderer] | type[fzoo.Perturbation],
+    component: str,
 ) -> None:
     root = make_class_folder(tmp_path / "imgs", n_per_photo=2)
     exp = tmp_path / "exp.yaml"
@@ -431,7 +451,7 @@ def test_broken_outputs_are_named_once_and_the_component_is_not_called_again(
     cond = condition.split(",")[0].removeprefix("{name: ")
     reasons = [s["reason"] for s in result.skipped if s["condition"] == cond]
     assert len(reasons) > 4 and set(reasons) == {f"cannot make image: {message}"}
-    assert component.calls == 1  # called once, never again for the other images
+    assert getattr(runtime, component).calls == 1  # called once, never again for the others
 
     wobbly = (
         "error: feature extractor 'wobbly-test': extract() returned 3 features per image after "
@@ -439,7 +459,7 @@ def test_broken_outputs_are_named_once_and_the_component_is_not_called_again(
         "the run"
     )
     assert lines.count(wobbly) == 1, lines
-    assert Wobbly.calls == 2  # the second batch showed the change: no retry per image
+    assert runtime.Wobbly.calls == 2  # the second batch showed the change: no retry per image
     # the condition fails, not the extractor: dct-spectrum still scores the clean images
     rows = {(r["pipeline"], r["condition"]): r for r in result.rows}
     assert not rows[("dct", "clean")].get("error") and rows[("dct", "clean")]["auc"] is not None
@@ -533,8 +553,8 @@ def test_registry_refuses_a_runtime_class_that_breaks_the_contract() -> None:
     try:
         reg = get_registry()
         assert "nodoc-test" not in reg.names("feature_extractor")
-        [(plugin, failure)] = reg.failed_components()
-        assert plugin == "nodoc-plugin-test" and failure.qualname.endswith("NoDoc")
+        [failure] = [f for p, f in reg.failed_components() if p == "nodoc-plugin-test"]
+        assert failure.qualname.endswith("NoDoc")
         assert failure.problems == (
             "no docstring (say in one line what it does and what it cites)",
         )
