@@ -96,6 +96,7 @@ class ResolvedComponent:
         return cls(component.kind, t.name, component.get_params(), None, t)
 
     def with_fingerprint(self, fingerprint: str) -> ResolvedComponent:
+        """This resolved component with the fingerprint of its built component."""
         return replace(self, fingerprint=fingerprint)
 
     def build(self) -> Any:
