@@ -76,7 +76,9 @@ def test_a_row_writes_the_keys_of_the_old_dicts_in_their_order():
     assert row.metric("auc") == 0.5 and row.metric("n_test") == 4 and row.metric("eer") is None
     # JSON of typed rows (fzoo run --json) is their file form, NaN as null
     nan_row = dataclasses.replace(row, metrics={"auc": math.nan})
-    assert json.loads(to_json({"rows": [nan_row]})) == {"rows": [{**nan_row.to_dict(), "auc": None}]}
+    assert json.loads(to_json({"rows": [nan_row]})) == {
+        "rows": [{**nan_row.to_dict(), "auc": None}]
+    }
 
     roc = {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}
     steps = (StepName("perturbation", "blur"),)
