@@ -174,6 +174,8 @@ class TinyLDM(fzoo.Generator):
     )
     version = "1"
     supports_img2img: ClassVar[bool] = True
+    #: img2img crops (top-left) to the VAE factor, a multiple of 8 (fzoo's size contract)
+    multiple: ClassVar[int] = 8
     weight_params = ("weights", "vae")  # content hashes in the fingerprint, not paths
 
     class Params(fzoo.Params):
