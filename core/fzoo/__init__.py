@@ -1,7 +1,9 @@
 """fzoo: the forensic detector zoo.
 
 This module is the public API a plugin needs: ``hookimpl``, the component base classes, the
-:class:`Record` type and exact image I/O. Plugins import nothing else from fzoo.
+:class:`Record` type and exact image I/O. Plugins import nothing else from fzoo, but for their
+tests :mod:`fzoo.testing` (``check_component``, ``parametrize_with_checks``, ``check_plugin``),
+which ``import fzoo`` does not load.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 Each hook receives a ``register`` callback owned by the core, in the style of
 simonw/llm's ``register_models(register)``. An implementation may accept fewer
 arguments than a spec declares, so specs can grow without breaking plugins.
+
+Every class passed to ``register`` is checked first (:func:`fzoo.contracts.class_problems`): one
+that lacks a valid ``name``, a ``Params`` model, the methods of its kind or a docstring is not
+registered and ``fzoo plugins`` names it with its own file and line; the plugin's other classes
+register. ``fzoo.testing.check_plugin`` runs the same checks in a plugin's own tests.
 """
 
 from __future__ import annotations
