@@ -564,3 +564,17 @@ def test_registry_refuses_a_runtime_class_that_breaks_the_contract() -> None:
     finally:
         unregister_plugin("nodoc-plugin-test")
     assert importlib.import_module("fzoo.contracts") is contracts
+
+
+def test_fzoo_launder_stops_at_the_first_broken_output(site: Path, tmp_path: Path) -> None:
+    root = make_class_folder(tmp_path / "imgs", n_per_photo=1)
+    args = ["launder", str(root), str(tmp_path / "out"), "--launderer", "shrinker-test"]
+    proc = run_fzoo(*args, "--quiet", paths=[site])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    message = (
+        "fzoo launder: launderer 'shrinker-test': launder() returned dtype torch.float64; "
+        "expected torch.float32; not used for the rest of the run"
+    )
+    assert proc.stderr.strip().splitlines()[-1] == message, proc.stderr
+    assert "skipped" not in proc.stderr  # not one line per image
+    assert not list((tmp_path / "out").rglob("*.png"))
