@@ -272,3 +272,16 @@ def test_importing_fzoo_testing_imports_neither_pytest_nor_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert fzoo.testing is testing  # the lazy attribute
+
+
+def test_pickle_files_finds_pickles_however_they_are_wrapped(tmp_path: Path) -> None:
+    np.save(tmp_path / "plain.npy", np.ones(3))
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    (tmp_path / "state.json").write_text("{}")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", a=np.array([None], dtype=object))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "state.bin").write_bytes(pickle.dumps([1], protocol=2))
+    torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
+    found = testing.pickle_files(tmp_path)
+    assert found == ["model.pt", "objects.npy", "objects.npz", "sub/state.bin"]

@@ -387,21 +387,33 @@ def _check_fingerprint(cand: Candidate) -> None:
         raise _fail(cand, "fingerprint", "running the component changed its fingerprint")
 
 
+def _pickled(head: bytes) -> bool:
+    """A pickle stream (protocol 2 and later), or a ``.npy`` of objects (pickled after its
+    header)."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    return head.startswith(b"\x93NUMPY") and b"'descr': '|O'" in head[:512]
+
+
 def pickle_files(directory: Path) -> list[str]:
-    """Files under ``directory`` that hold pickles: a pickle stream (protocol 2 and later), a
-    ``.pkl``/``.pickle``/``.joblib`` file, or a zip with a pickle inside (``torch.save``)."""
+    """Files under ``directory`` that hold pickles: a pickle stream, a ``.npy`` of objects, a
+    ``.pkl``/``.pickle``/``.joblib`` file, or a zip with one inside (``torch.save``, ``.npz``)."""
     found = []
     for path in sorted(Path(directory).rglob("*")):
         if not path.is_file():
             continue
-        head = path.read_bytes()[:2]
-        pickled = len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
-        if path.suffix in (".pkl", ".pickle", ".joblib") or pickled:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+        if path.suffix in (".pkl", ".pickle", ".joblib") or _pickled(head):
             found.append(str(path.relative_to(directory)))
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
-                if any(n.endswith((".pkl", ".pickle")) for n in zf.namelist()):
-                    found.append(str(path.relative_to(directory)))
+                names = zf.namelist()
+                inner = any(n.endswith((".pkl", ".pickle")) for n in names) or any(
+                    _pickled(zf.open(n).read(512)) for n in names if n.endswith(".npy")
+                )
+            if inner:
+                found.append(str(path.relative_to(directory)))
     return found
 
 
