@@ -20,9 +20,13 @@ NAME = "fzoo-tiny-var"
 TIMEOUT = 300
 
 
-def run(*args: str, site: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python ARGS`` in a fresh process with ``site`` first on ``PYTHONPATH``."""
+def run(
+    *args: str, site: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a fresh process with ``site`` first on ``PYTHONPATH`` (and ``env``)."""
+    extra_env = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("FZOO_")}
+    env.update(extra_env)
     extra = [str(site), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     env.update(PYTHONPATH=os.pathsep.join(extra), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     return subprocess.run(
@@ -129,3 +133,23 @@ def test_the_example_experiment_validates_with_the_plugin(package: Path, site: P
     example = package / "examples" / "tiny.yaml"
     out = ok(run("-m", "fzoo.cli", "validate", str(example), site=site))
     assert "OK" in out
+
+
+def test_blocking_the_installed_plugin_is_named_when_a_yaml_uses_it(
+    package: Path, site: Path
+) -> None:
+    example = package / "examples" / "tiny.yaml"
+    proc = run(
+        "-m",
+        "fzoo.cli",
+        "validate",
+        str(example),
+        site=site,
+        env={"FZOO_BLOCK_PLUGINS": "tiny_var"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(
+        f"{example}:15:16: unknown feature extractor 'tiny-var-variance' (blocked: plugin "
+        "'tiny_var' is installed but blocked by FZOO_BLOCK_PLUGINS"
+    ), line
