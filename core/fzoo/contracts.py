@@ -216,7 +216,16 @@ def guard(component: Component) -> None:
         raise again
 
 
-class BrokenTransform(str):
+class ImageNotMade(str):
+    """Why an image of a condition could not be made (its photo could not be read, or a step of
+    the condition raised): the condition's fault, not the feature extractor's. When every image
+    of a condition fails so, that condition has no test images; the extractor still scores the
+    others."""
+
+    __slots__ = ()
+
+
+class BrokenTransform(ImageNotMade):
     """Why an image failed: a transform (launderer, perturbation, generator) of its condition
     broke its contract. The condition's fault, not the feature extractor's."""
 
@@ -230,14 +239,14 @@ class Reported(BrokenTransform):
     __slots__ = ()
 
 
-def load_failure(exc: BaseException) -> str:
+def load_failure(exc: BaseException) -> ImageNotMade:
     """Why an image could not be made: ``cannot make image: ...``; a :class:`BrokenTransform`
     for a contract error, :class:`Reported` when the component had already broken it (and was
     not called again)."""
     if isinstance(exc, ContractError):
         text = f"cannot make image: {exc}"
         return Reported(text) if exc.repeated else BrokenTransform(text)
-    return f"cannot make image: {type(exc).__name__}: {exc}"
+    return ImageNotMade(f"cannot make image: {type(exc).__name__}: {exc}")
 
 
 def feature_problem(out: Any, n: int) -> tuple[np.ndarray | None, str | None]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fzoo.components import stable_hash
 from fzoo.conditions import Condition, item_steps
-from fzoo.contracts import BrokenTransform, Reported
+from fzoo.contracts import ImageNotMade, Reported
 from fzoo.data import WorkUnit
 from fzoo.engines.local import ExtractionError, ExtractionJob
 from fzoo.images import psnr
@@ -175,7 +175,7 @@ class FeatureStage:
                     if fp in failed:  # failed in an earlier group: not computed there
                         continue
                     fails = {i - a: r for i, r in all_fails.items() if a <= i < b}
-                    broken = all(isinstance(r, BrokenTransform) for r in fails.values())
+                    broken = all(isinstance(r, ImageNotMade) for r in fails.values())
                     if fails and len(fails) == b - a and not broken:  # else the condition's fault
                         failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
                         self.log(f"error: {failed[fp]}")

@@ -380,8 +380,11 @@ class RayEngine:
             for fp, notes in res.get("extractor_notes", {}).items():
                 out.extractor_notes.setdefault(fp, []).extend(notes)
             if res["load_error"] is not None:
+                err = res["load_error"]  # a plain str after Ray's columns: the condition's fault
+                if not isinstance(err, contracts.ImageNotMade):
+                    err = contracts.ImageNotMade(err)
                 for fp in need_of[i]:
-                    failures[fp][i] = res["load_error"]
+                    failures[fp][i] = err
                 continue
             for fp, row in res["rows"].items():
                 key = feature_key(jobs[i].image_hash, jobs[i].chain, fp)
