@@ -9,41 +9,21 @@ split never puts crops of one photo on both sides.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydantic import Field
 
 import fzoo
+from fzoo_builtins.sd_vae.photos import COLOUR, photo_path
 
-#: name -> (package, path inside the package); colour photographs only
-PHOTOS: dict[str, tuple[str, str]] = {
-    "astronaut": ("skimage", "data/astronaut.png"),
-    "coffee": ("skimage", "data/coffee.png"),
-    "chelsea": ("skimage", "data/chelsea.png"),
-    "rocket": ("skimage", "data/rocket.jpg"),
-    "motorcycle_left": ("skimage", "data/motorcycle_left.png"),
-    "motorcycle_right": ("skimage", "data/motorcycle_right.png"),
-    "hubble_deep_field": ("skimage", "data/hubble_deep_field.jpg"),
-    "immunohistochemistry": ("skimage", "data/ihc.png"),
-    "retina": ("skimage", "data/retina.jpg"),
-    "china": ("sklearn", "datasets/images/china.jpg"),
-    "flower": ("sklearn", "datasets/images/flower.jpg"),
-    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
-}
+__all__ = ["PHOTOS", "SamplePhotos", "photo_path"]
 
-
-def photo_path(name: str) -> Path:
-    """Where a bundled photo lies inside its installed package."""
-    package, rel = PHOTOS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"photo {name!r} needs the package {package!r}: pip install it")
-    return Path(next(iter(spec.submodule_search_locations))) / rel
+#: name -> (package, path inside the package); the colour photographs of the zoo's one photo
+#: catalogue, :mod:`fzoo_builtins.sd_vae.photos`
+PHOTOS: dict[str, tuple[str, str]] = COLOUR
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -1,4 +1,7 @@
-"""Real photographs that ship inside pip dependencies, for training and evaluating autoencoders.
+"""The catalogue of real photographs that ship inside pip dependencies (one list for the zoo).
+
+Used to train and evaluate the bundled autoencoders, and, through :data:`COLOUR` and
+:func:`photo_path`, by the ``sample-photos`` and virtual-camera datasets.
 
 No network is needed: every image is a file inside an installed package
 
@@ -27,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "COLOUR",
     "HOLDOUT",
     "TRAIN_COLOUR",
     "TRAIN_GRAY",
@@ -36,6 +40,7 @@ __all__ = [
     "load_photo",
     "load_photos",
     "photo_names",
+    "photo_path",
     "train_photos",
 ]
 
@@ -69,6 +74,11 @@ _SOURCES: dict[str, tuple[str, str, bool]] = {
     "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", False),
 }
 
+#: name -> (package, path inside the package) of the colour photographs, in catalogue order.
+COLOUR: dict[str, tuple[str, str]] = {
+    n: (package, rel) for n, (package, rel, gray) in _SOURCES.items() if not gray
+}
+
 #: Colour photographs never used in training; the held-out evaluation set.
 HOLDOUT: tuple[str, ...] = ("coffee", "china", "grace_hopper")
 
@@ -97,21 +107,26 @@ def photo_names() -> tuple[str, ...]:
     return tuple(_SOURCES)
 
 
-def _package_dir(package: str) -> Path:
-    """Directory of an installed top-level package, found without importing it."""
+def photo_path(name: str) -> Path:
+    """Where a catalogued photo lies inside its installed package (nothing is imported).
+
+    Raises ``KeyError`` for an unknown name and ``FileNotFoundError`` (saying which package
+    to install) when its package is missing.
+    """
+    try:
+        package, rel, _ = _SOURCES[name]
+    except KeyError:
+        raise KeyError(f"unknown photo {name!r}; known: {', '.join(_SOURCES)}") from None
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"package {package!r} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
+        raise FileNotFoundError(f"photo {name!r} needs the package {package!r}: pip install it")
+    return Path(next(iter(spec.submodule_search_locations))) / rel
 
 
 def load_photo(name: str) -> Photo:
     """Decode one photograph by name into an ``(H, W, 3)`` ``uint8`` array."""
-    try:
-        package, rel, gray = _SOURCES[name]
-    except KeyError:
-        raise KeyError(f"unknown photo {name!r}; known: {', '.join(_SOURCES)}") from None
-    path = _package_dir(package) / rel
+    path = photo_path(name)
+    package, _, gray = _SOURCES[name]
     with Image.open(path) as im:
         if gray:
             arr = np.asarray(im.convert("L"), dtype=np.uint8)
