@@ -22,6 +22,7 @@ next to it can run by path before the package is installed.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,9 @@ def photo_path(name: str) -> Path:
     try:
         package, rel, _ = _SOURCES[name]
     except KeyError:
-        raise KeyError(f"unknown photo {name!r}; known: {', '.join(_SOURCES)}") from None
+        close = difflib.get_close_matches(name, _SOURCES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"unknown photo {name!r}{hint}; known: {', '.join(_SOURCES)}") from None
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f"photo {name!r} needs the package {package!r}: pip install it")
