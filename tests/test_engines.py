@@ -93,14 +93,14 @@ def test_local_runner_sends_no_work_units(tmp_path):
 
 
 def _worker_unit(tmp_path: Path):
-    from fzoo.engines.ray import ExtractorSpec
+    from fzoo.engines.ray import sent_extractor
 
     spec = DataSpec.model_validate(
         {"dataset": {"name": "folder", "params": {"root": str(small_folder(tmp_path / "i"))}}}
     )
     item = load_items(spec, seed=0).items[0]
     dct = ComponentRef("feature_extractor", "dct-spectrum", {"size": 4}).build()
-    return spec, item, ExtractorSpec.of("k", dct, None), dct
+    return spec, item, {"k": sent_extractor(dct)}, dct
 
 
 def test_worker_extracts_what_the_local_engine_does(tmp_path):
@@ -109,7 +109,7 @@ def test_worker_extracts_what_the_local_engine_does(tmp_path):
 
     spec, item, ext_spec, dct = _worker_unit(tmp_path)
     unit = WorkUnit.of(item, (), spec.max_pixels)
-    worker = Worker([ext_spec], str(tmp_path / "cache"), batch_size=4)
+    worker = Worker(ext_spec, str(tmp_path / "cache"), batch_size=4)
     out = worker({"payload": [pickle.dumps((7, unit, ["k"]))]})
     (res,) = [pickle.loads(b) for b in out["result"]]
     assert res["index"] == 7 and res["load_error"] is None
@@ -122,7 +122,7 @@ def test_worker_that_cannot_rebuild_a_component_says_so(tmp_path):
     from fzoo.engines.ray import Worker
 
     spec, item, ext_spec, _ = _worker_unit(tmp_path)
-    worker = Worker([ext_spec], None, batch_size=4)
+    worker = Worker(ext_spec, None, batch_size=4)
     noise = ComponentRef("perturbation", "noise", {"sigma": 1.0})
     missing = ComponentRef("perturbation", "not-installed", {})
     for ref, fp, words in ((missing, "x", "cannot rebuild"), (noise, "other", "fingerprint")):

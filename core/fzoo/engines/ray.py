@@ -3,8 +3,8 @@
 The driver checks the feature cache first and sends only the missing (item, condition) pairs, as
 picklable :class:`fzoo.data.WorkUnit` rows, through ``ray.data.from_items(...).map_batches(...)``
 with a pool of stateful actors (:class:`Worker`). Each actor rebuilds the extractors and
-transforms from their :class:`~fzoo.data.ComponentRef` once (cached by spec), decodes images
-from their paths with :mod:`fzoo.images`, makes derived pixels with the same
+transforms from their :class:`~fzoo.plan.ResolvedComponent` once (cached by its key), decodes
+images from their paths with :mod:`fzoo.images`, makes derived pixels with the same
 :class:`~fzoo.data.Materializer` code as the local engine, and extracts through the same
 :func:`~fzoo.engines.local.extract_rows`. Feature rows come back to the driver, which writes
 them into its :class:`~fzoo.cache.ArrayCache`: local and Ray runs share one cache and resume
@@ -32,7 +32,7 @@ import numpy as np
 from fzoo import contracts
 from fzoo.cache import ArrayCache, feature_key
 from fzoo.components import Component, FeatureExtractor
-from fzoo.data import ComponentRef, Materializer, WorkUnit
+from fzoo.data import Materializer, WorkUnit
 from fzoo.engines.base import EngineError, Progress
 from fzoo.engines.local import (
     Extracted,
@@ -42,6 +42,7 @@ from fzoo.engines.local import (
     cached_features,
     extract_rows,
 )
+from fzoo.plan import ResolvedComponent
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -53,25 +54,17 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """A feature extractor as data: how to rebuild it, and its fitted state (learned ones)."""
+def sent_extractor(extractor: FeatureExtractor) -> ResolvedComponent:
+    """What a worker is sent of an extractor: its resolved form with the fingerprint that the
+    component it rebuilds must have (pickled, the class goes as its module path)."""
+    return ResolvedComponent.of(extractor).with_fingerprint(extractor.fingerprint())
 
-    key: str  # the fingerprint features are cached under (a fitted one for learned extractors)
-    ref: ComponentRef
-    fingerprint: str  # the rebuilt component's fingerprint must equal this
-    state: dict[str, bytes] | None = None  # files of a fitted state, by relative path
 
-    @classmethod
-    def of(cls, key: str, extractor: FeatureExtractor, state: Path | None) -> ExtractorSpec:
-        files = None
-        if state is not None:
-            files = {
-                str(p.relative_to(state)): p.read_bytes()
-                for p in sorted(Path(state).rglob("*"))
-                if p.is_file()
-            }
-        return cls(key, ComponentRef.of(extractor), extractor.fingerprint(), files)
+def state_files(state: Path) -> dict[str, bytes]:
+    """The files of a fitted state folder, by relative path (sent to workers with the extractor)."""
+    return {
+        str(p.relative_to(state)): p.read_bytes() for p in sorted(state.rglob("*")) if p.is_file()
+    }
 
 
 class _BestEffortCache(ArrayCache):
@@ -107,9 +100,16 @@ class Worker:
     """
 
     def __init__(
-        self, extractors: list[ExtractorSpec], cache_root: str | None, batch_size: int
+        self,
+        extractors: dict[str, ResolvedComponent],
+        cache_root: str | None,
+        batch_size: int,
+        states: dict[str, dict[str, bytes]] | None = None,
     ) -> None:
-        self.specs = {s.key: s for s in extractors}
+        # by the key its features are cached under (a fitted fingerprint for learned extractors);
+        # each carries the fingerprint its rebuilt component must have (:func:`sent_extractor`)
+        self.refs = dict(extractors)
+        self.states = dict(states or {})  # fitted states' files (:func:`state_files`), by key
         self.batch_size = batch_size
         self.cache = _worker_cache(cache_root)
         self.components: dict[str, Component] = {}
@@ -118,7 +118,7 @@ class Worker:
         self.mats: dict[int, Materializer] = {}
         self._states: list[tempfile.TemporaryDirectory[str]] = []
 
-    def build(self, ref: ComponentRef, fingerprint: str) -> Component:
+    def build(self, ref: ResolvedComponent, fingerprint: str) -> Component:
         """The component of ``ref`` (rebuilt once per actor), checked against ``fingerprint``."""
         comp = self.components.get(ref.key)
         if comp is None:
@@ -145,14 +145,16 @@ class Worker:
     def extractor(self, key: str) -> FeatureExtractor:
         ext = self.extractors.get(key)
         if ext is None:
-            spec = self.specs[key]
-            built = self.build(spec.ref, spec.fingerprint)
+            ref, state = self.refs[key], self.states.get(key)
+            if ref.fingerprint is None:
+                raise _SetupError(f"extractor {key!r} was sent without its fingerprint")
+            built = self.build(ref, ref.fingerprint)
             assert isinstance(built, FeatureExtractor)
-            ext = type(built)(**spec.ref.params) if spec.state is not None else built
-            if spec.state is not None:  # a fitted copy, separate from the unfitted one
+            ext = type(built)(**ref.params) if state is not None else built
+            if state is not None:  # a fitted copy, separate from the unfitted one
                 tmp = tempfile.TemporaryDirectory(prefix="fzoo-state-")
                 self._states.append(tmp)
-                for rel, data in spec.state.items():
+                for rel, data in state.items():
                     target = Path(tmp.name) / rel
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(data)
@@ -336,16 +338,16 @@ class RayEngine:
             need = [fp for fp in extractors if results[fp][i] is None and i not in failures[fp]]
             need_of[i] = need
             rows.append({"payload": pickle.dumps((i, unit, need), protocol=5)})
-        specs = [
-            ExtractorSpec.of(fp, ext, (states or {}).get(fp)) for fp, ext in extractors.items()
-        ]
+        sent = {fp: sent_extractor(ext) for fp, ext in extractors.items()}
+        files = {fp: state_files(Path(p)) for fp, p in (states or {}).items() if fp in extractors}
         ray = self._ray()
         self.units_sent += len(rows)
         options = _Options(
             worker_kwargs={
-                "extractors": specs,
+                "extractors": sent,
                 "cache_root": str(Path(cache.root).resolve()) if cache.enabled else None,
                 "batch_size": batch_size,
+                "states": files,
             },
             batch_size=self.batch_size,
             concurrency=self.concurrency,
