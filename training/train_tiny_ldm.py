@@ -36,7 +36,6 @@ import argparse
 import copy
 import csv
 import json
-import math
 import os
 import platform
 import random
@@ -52,6 +51,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when run by path
+import _common  # noqa: E402
 
 import fzoo  # noqa: E402
 from fzoo_builtins.generators.tiny_ldm import (  # noqa: E402
@@ -115,22 +117,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--ckpt-every", type=int, default=200, help="checkpoint + curve period")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: none)")
     a = p.parse_args(argv)
-    cfg = Config(
-        vae=a.vae,
-        out=a.out,
-        minutes=a.minutes,
-        quick=a.quick,
-        threads=a.threads,
-        seed=a.seed,
+    cfg = _common.config_from(
+        Config,
+        a,
         blocks=tuple(int(c) for c in a.blocks.split(",")),
-        attention=a.attention,
-        batch=a.batch,
-        lr=a.lr,
-        ema=a.ema,
         n_latents=tuple(int(c) for c in a.n_latents.split(",")),
-        gray_frac=a.gray_frac,
-        ckpt_every=a.ckpt_every,
-        max_steps=a.max_steps,
     )
     if cfg.quick:  # a tiny UNet and a few steps: a smoke test
         cfg.blocks = (16, 32)
@@ -243,42 +234,23 @@ def encode_cache(cfg: Config, vae: Any, vae_sha: str, out: Path) -> dict[int, to
 
 def lr_at(cfg: Config, step: int, frac_time: float) -> float:
     """Linear warm-up over steps, then cosine decay over the wall-clock budget."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    f = min(max(frac_time, 0.0), 1.0)
-    lo = cfg.lr * cfg.min_lr_frac
-    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * f))
+    return _common.lr_at(cfg.lr, cfg.warmup_steps, cfg.min_lr_frac, step, frac_time)
 
 
-def write_sums(folder: Path) -> None:
-    """``SHA256SUMS`` of every file under ``folder`` (``<sha256>  <relative name>`` lines)."""
-    from fzoo.weights import sha256_file
-
-    files = sorted(q for q in folder.rglob("*") if q.is_file() and q.name != "SHA256SUMS")
-    lines = [f"{sha256_file(q)}  {q.relative_to(folder).as_posix()}" for q in files]
-    (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+write_sums = _common.write_sums
 
 
 def save_model(unet: Any, index: dict[str, Any], dest: Path) -> None:
     """Write ``dest/{unet,scheduler,fzoo.json,SHA256SUMS}`` via a temporary folder."""
     from diffusers import DDIMScheduler
 
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    unet.save_pretrained(tmp / "unet", safe_serialization=True)
-    DDIMScheduler(**scheduler_config()).save_pretrained(tmp / "scheduler")
-    (tmp / "fzoo.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    write_sums(tmp)
-    old = dest.with_name(dest.name + ".old")
-    if dest.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
+    def fill(tmp: Path) -> None:
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        DDIMScheduler(**scheduler_config()).save_pretrained(tmp / "scheduler")
+        (tmp / "fzoo.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        write_sums(tmp)
+
+    _common.swap_in(dest, fill)
 
 
 def train(cfg: Config) -> dict[str, Any]:

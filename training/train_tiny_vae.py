@@ -45,7 +45,6 @@ import math
 import os
 import platform
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,6 +56,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when run by path
+import _common  # noqa: E402
 
 from fzoo_builtins.sd_vae.photos import (  # noqa: E402
     HOLDOUT,
@@ -154,31 +156,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "widen_latents; with equal channels a plain copy, e.g. to continue a stopped run)",
     )
     a = p.parse_args(argv)
-    cfg = Config(
-        out=a.out,
-        minutes=a.minutes,
-        quick=a.quick,
-        latent_channels=a.latent_channels,
-        threads=a.threads,
-        seed=a.seed,
-        blocks=tuple(int(c) for c in a.blocks.split(",")),
-        layers_per_block=a.layers_per_block,
-        norm_groups=a.norm_groups,
-        mid_attention=a.mid_attention,
-        crop=a.crop,
-        batch=a.batch,
-        lr=a.lr,
-        warmup_steps=a.warmup_steps,
-        p_gray=a.p_gray,
-        p_channel_shuffle=a.p_channel_shuffle,
-        mse=a.mse,
-        kl=a.kl,
-        sample_posterior=a.sample_posterior,
-        logvar_init=a.logvar_init,
-        ckpt_every=a.ckpt_every,
-        max_steps=a.max_steps,
-        init_from=a.init_from,
-    )
+    cfg = _common.config_from(Config, a, blocks=tuple(int(c) for c in a.blocks.split(",")))
     if cfg.quick:  # a tiny model and a few steps: a smoke test for CI
         cfg.blocks = (8, 16, 16, 16)
         cfg.norm_groups = 8
@@ -333,27 +311,12 @@ class CropSampler:
 
 def lr_at(cfg: Config, step: int, frac_time: float) -> float:
     """Linear warm-up over steps, then cosine decay over the wall-clock budget."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    f = min(max(frac_time, 0.0), 1.0)
-    lo = cfg.lr * cfg.min_lr_frac
-    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * f))
+    return _common.lr_at(cfg.lr, cfg.warmup_steps, cfg.min_lr_frac, step, frac_time)
 
 
 def save_checkpoint(vae: Any, dest: Path) -> None:
-    """``save_pretrained`` into a temporary directory, then swap it in atomically-ish."""
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    vae.save_pretrained(tmp, safe_serialization=True)
-    old = dest.with_name(dest.name + ".old")
-    if dest.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
+    """``save_pretrained`` into a temporary directory, then swap it in."""
+    _common.swap_in(dest, lambda tmp: vae.save_pretrained(tmp, safe_serialization=True))
 
 
 @torch.no_grad()
