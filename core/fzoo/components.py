@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy is imported where used: `import fzoo` and `fzoo --help` go without it
+    import numpy as np
     import torch
 
 
@@ -265,15 +265,21 @@ class Classifier(Component):
         raise NotImplementedError
 
     def fit(self, X: np.ndarray, y: Sequence[Any]) -> Classifier:
+        import numpy as np
+
         self.estimator_ = self.build_estimator()
         self.estimator_.fit(X, np.asarray(y))
         self.classes_ = np.asarray(self.estimator_.classes_)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         return np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def save_state(self, directory: Path) -> None:
@@ -287,6 +293,8 @@ class Classifier(Component):
         from fzoo.persist import load_estimator
 
         path = Path(directory) / "estimator.skops"
+        import numpy as np
+
         self.estimator_ = load_estimator(path, extra_trusted=type(self).trusted_types)
         self.classes_ = np.asarray(self.estimator_.classes_)
 

@@ -61,17 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for k in KINDS:
         if kind not in (None, k):
             continue
-        out[k] = [
-            {
-                "name": name,
-                "plugin": reg.owner(k, name),
-                "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
-                "version": cls.version,
-                "params": cls.params_schema().get("properties", {}),
-                **_types(cls),
-            }
-            for name, cls in sorted(reg.components[k].items())
-        ]
+        out[k] = [_entry(reg, k, name, cls) for name, cls in sorted(reg.components[k].items())]
         out[k] += [  # registered, but broke the registration contract: not usable
             {"name": f.name or f.qualname, "plugin": p, "failed": f.message(), "params": {}}
             for p, f in reg.failed_components()
@@ -120,11 +110,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _types(cls: Any) -> dict[str, Any]:
+def _entry(reg: Any, kind: str, name: str, cls: Any) -> dict[str, Any]:
+    """One component of ``fzoo list``: its plugin, description, version and parameters."""
+    schema = cls.params_schema()  # the costly part of a listing: made once per component
+    return {
+        "name": name,
+        "plugin": reg.owner(kind, name),
+        "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
+        "version": cls.version,
+        "params": schema.get("properties", {}),
+        **_types(cls, schema),
+    }
+
+
+def _types(cls: Any, schema: dict[str, Any]) -> dict[str, Any]:
     """``learned`` (needs fitting) and ``types`` (each parameter's type or choices)."""
     from fzoo.schema import learned_note, param_bounds, param_type
 
-    schema = cls.params_schema()
     defs = schema.get("$defs", {})
     props = schema.get("properties", {}).items()
     types = {p: param_type(s, defs, bounds=False) for p, s in props}
