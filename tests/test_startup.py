@@ -197,3 +197,82 @@ def test_unknown_names_are_still_asked_of_the_package(monkeypatch):
     with pytest.raises(ValidationError, match=r"unknown DDIMScheduler entries \['nonsense'\]"):
         DIRE.Params(unet="unet", scheduler={"nonsense": 1})
     assert DIRE.Params(unet="unet", scheduler={"beta_schedule": "linear"}).scheduler
+
+
+_LIGHT_IMPORT = r"""
+import json, sys
+import fzoo
+deferred = ("numpy", "PIL", "yaml", "fzoo.config", "fzoo.images")
+before = sorted(m for m in deferred if m in sys.modules)
+missing = [n for n in fzoo.__all__ if not hasattr(fzoo, n)]
+from fzoo import create_component, load_image, to_uint8  # the lazy names still import
+print(json.dumps({"before": before, "missing": missing, "images": load_image.__module__}))
+"""
+
+
+def test_import_fzoo_defers_numpy_pillow_and_the_experiment_schema():
+    """``import fzoo`` (and so ``fzoo --help``) loads neither numpy, Pillow, PyYAML nor the
+    experiment schema; every public name is still there, imported on first use."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIGHT_IMPORT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got == {"before": [], "missing": [], "images": "fzoo.images"}
+
+
+def test_plugins_and_list_do_not_load_the_experiment_schema(tmp_path):
+    """``fzoo plugins`` needs no experiment schema, ``fzoo list`` only its parameter wording."""
+    probe = "import sys; print(sorted(m for m in sys.modules if m in {}))".format(
+        {"fzoo.config", "fzoo.grid", "fzoo.plan", "fzoo.schema"}
+    )
+    for argv, allowed in ((["plugins", "--json"], []), (["list", "--json"], ["fzoo.schema"])):
+        code = f"from fzoo.cli import main; main({argv!r}); {probe}"
+        env = {**os.environ, "FZOO_DISABLE_PLUGIN_AUTOLOAD": "1", "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1] == repr(allowed), argv
+
+
+def test_the_bundled_catalogue_is_parsed_by_libyaml_as_by_pyyaml():
+    """``registry.yaml`` is read by libyaml (``trusted``): the same data at the same locations
+    as the pure-Python loader of experiment files, and the fast path is really taken."""
+    from fzoo import yaml_loader
+    from fzoo.catalogue import bundled_registry
+
+    text = bundled_registry().read_text(encoding="utf-8")
+    fast = yaml_loader._parse_c(text, "registry.yaml", yaml_loader.Limits())
+    assert fast is not None, "libyaml did not parse the bundled registry.yaml"
+    slow = yaml_loader.parse_yaml(text, "registry.yaml")
+    assert fast.data == slow.data
+    assert fast.locs == slow.locs
+    assert len(slow.locs) > 500 and "presets" in slow.data and "experiments" in slow.data
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [1, 2\nb: 3\n",  # syntax error
+        "a: 1\na: 2\n",  # duplicate key
+        "a: !!python/object:os.system x\n",  # object tag
+        "a: " + "[" * 70 + "]" * 70 + "\n",  # over the nesting limit
+        "a: &x [1, 2]\nb: [*x, *x, *x, *x, *x, *x, *x, *x, *x, *x, *x, *x, *x]\n",
+        "n: " + "9" * 150 + "\n",  # integer too long
+        "a: b\x07\n",  # control character
+        "a:\n\tb: 1\n",  # a tab PyYAML refuses
+    ],
+    ids=["syntax", "duplicate", "tag", "deep", "aliases", "integer", "control", "tab"],
+)
+def test_trusted_parsing_reports_problems_as_the_python_loader(text):
+    """A problem in a trusted file is reported by the pure-Python loader: the same message at
+    the same place as for any experiment file."""
+    from fzoo.yaml_loader import ConfigError, Limits, parse_yaml
+
+    limits = Limits(max_values=30)
+    with pytest.raises(ConfigError) as slow:
+        parse_yaml(text, "f.yaml", limits)
+    with pytest.raises(ConfigError) as fast:
+        parse_yaml(text, "f.yaml", limits, trusted=True)
+    assert str(fast.value) == str(slow.value)
