@@ -5,6 +5,7 @@
     python benchmarks/bench_startup.py --n 3 --json out.json
 
     git worktree add --detach /tmp/fzoo-before <commit>  # a checkout of the previous release
+    mkdir /tmp/fzoo-before && git archive HEAD | tar -x -C /tmp/fzoo-before  # or: HEAD's files
 
 Runs each command as a fresh process (interpreter start, imports, registry, output) and reports
 per command the median wall time, the median CPU time (user + system: less sensitive to other
@@ -23,9 +24,9 @@ discarded), so the console-script shim adds nothing. The table also names the he
 ``--before DIR`` measures a second checkout (its ``core/`` as ``fzoo``, its ``plugins/`` as
 ``fzoo_builtins``, through a folder of links put first on ``PYTHONPATH``: the editable install's
 finder comes after ``sys.path``) with the same interpreter and packages, runs alternating with
-this checkout's, and adds the ratios. The load average (``os.getloadavg``) is recorded before and
-after: absolute numbers need an idle machine; ratios measured side by side are meaningful under
-steady background load.
+this checkout's, and adds the ratios. The load averages (``os.getloadavg``: 1, 5 and 15 minutes,
+as ``uptime`` shows them) are recorded before and after: absolute numbers need an idle machine;
+CPU seconds and ratios measured side by side are meaningful under steady background load.
 """
 
 from __future__ import annotations
@@ -153,6 +154,11 @@ def summary(runs: list[dict]) -> dict:
     }
 
 
+def _loads(loads: tuple[float, float, float]) -> str:
+    """The 1, 5 and 15 minute load averages as ``uptime`` prints them."""
+    return ", ".join(f"{x:.2f}" for x in loads)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--n", type=int, default=5, help="runs per command (median reported)")
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     when = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print(
         f"{when}: {args.python} (Python {platform.python_version()}), {os.cpu_count()} CPUs, "
-        f"N={args.n}, load average {load_before[0]:.2f} at start, {load_after[0]:.2f} at end; "
+        f"N={args.n}, load average {_loads(load_before)} at start, {_loads(load_after)} at end; "
         + (
             f"bytecode cached under {args.bytecode_cache}"
             if args.bytecode_cache is not None
