@@ -303,11 +303,11 @@ def to_yaml(experiment: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- measurements
 def colour_shift(source: np.ndarray, derived: np.ndarray) -> float:
-    """Mean over RGB of |mean(derived_c) - mean(source_c)|, in 8-bit levels (images in [0, 1]
-    or uint8)."""
-    a, b = np.asarray(source, np.float64), np.asarray(derived, np.float64)
-    if a.max() <= 1.0 and b.max() <= 1.0:
-        a, b = a * 255.0, b * 255.0
+    """Mean over RGB of |mean(derived_c) - mean(source_c)|, in 8-bit levels (uint8 images as
+    they are, float images in [0, 1] scaled by 255)."""
+    scale = [1.0 if np.asarray(x).dtype == np.uint8 else 255.0 for x in (source, derived)]
+    a = np.asarray(source, np.float64) * scale[0]
+    b = np.asarray(derived, np.float64) * scale[1]
     return float(np.mean(np.abs(b.mean(axis=(0, 1)) - a.mean(axis=(0, 1)))))
 
 
@@ -454,7 +454,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from fzoo.config import load_experiment
     from fzoo.experiment import Runner
-    from fzoo.headline import compute_headline  # noqa: F401  (same imports as run_experiment)
     from fzoo.report import write_report
 
     experiment = load_experiment(yaml_path)

@@ -129,6 +129,13 @@ def test_colour_shift_and_psnr() -> None:
     assert rp.psnr_db(a, a) == float("inf")
 
 
+def test_held_out_package_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        rp.main(["--packages", "mate-backgrounds", "--out", str(tmp_path / "o"), "--no-run"])
+    assert exc.value.code == 2
+    assert not (tmp_path / "o").exists()
+
+
 def test_markdown_lists_every_task_and_condition() -> None:
     aes = rp.autoencoders("/nowhere/taef2", None)
     summary = {
