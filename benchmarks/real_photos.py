@@ -436,10 +436,15 @@ def main(argv: list[str] | None = None) -> int:
     photos = sorted(dp.photos(args.packages, cache), key=lambda p: (p.package, p.path))
     out: Path = args.out
     root = out / "photos"
-    if root.exists():  # crops of an earlier call: write them again (same pixels)
+    marker = root / ".written-by-real_photos"
+    if root.exists():  # crops of an earlier call: written again (same pixels); nothing else
+        if not marker.exists():
+            ap.error(f"{root} exists and was not written by this script; choose another --out")
         import shutil
 
         shutil.rmtree(root)
+    root.mkdir(parents=True)
+    marker.write_text("crops of benchmarks/real_photos.py; removed and rewritten by each call\n")
     written = write_crops(
         photos, root, dp.load_rgb, args.crop, args.crops_per_photo, SKIP, args.max_photos
     )

@@ -5,6 +5,7 @@ Two tiny PNG "photos" in tmp_path stand for the Debian wallpapers (no download, 
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,33 @@ def test_held_out_package_refused_before_any_download(tmp_path: Path) -> None:
         rp.main(["--packages", "mate-backgrounds", "--out", str(tmp_path / "o"), "--no-run"])
     assert exc.value.code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_no_run_writes_yaml_and_keeps_a_foreign_photos_folder(tmp_path: Path) -> None:
+    cache = tmp_path / "debian"  # a manifest already listing the packages: no download
+    src = tmp_path / "p.png"
+    Image.fromarray(np.full((300, 600, 3), 90, np.uint8)).save(src)
+    photo = {"package": "pkg", "path": str(src), "sha256": "0", "width": 600, "height": 300}
+    manifest = {"packages": {"pkg": {"version": "1"}}, "photos": [photo]}
+    cache.mkdir()
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    (cache / "unpacked" / "pkg").mkdir(parents=True)
+    (cache / "unpacked" / "pkg" / ".done").write_text("1")
+    (cache / "debs").mkdir()
+    (cache / "debs" / "pkg_1_all.deb").write_text("")
+    out = tmp_path / "o"
+    args = ["--packages", "pkg", "--debian-cache", str(cache), "--out", str(out), "--no-run"]
+    args += ["--crop", "128", "--taef2", "none"]
+    assert rp.main(args) == 0
+    # 600 x 300 holds the centre crop of 128 and its left and right neighbours only
+    crops = sorted(p.name for p in (out / "photos" / "pristine" / "pkg__p").iterdir())
+    assert crops == ["c0.png", "c1.png", "c2.png"]
+    assert "laundered-tiny" in (out / "real-photos.yaml").read_text()
+    assert rp.main(args) == 0  # its own crops are rewritten
+    (out / "photos" / ".written-by-real_photos").unlink()
+    with pytest.raises(SystemExit):  # a folder it did not write is never removed
+        rp.main(args)
+    assert (out / "photos" / "pristine" / "pkg__p" / "c0.png").exists()
 
 
 def test_markdown_lists_every_task_and_condition() -> None:
