@@ -20,7 +20,8 @@ from fzoo.plugin_manager import get_registry
 
 REPO = Path(__file__).resolve().parents[1]
 TAEF2 = REPO.parent / "shared" / "weights" / "taef2"
-BUNDLED = REPO / "plugins" / "sd_vae" / "weights" / "fzoo-tiny-vae"
+BUNDLED = REPO / "plugins" / "fzoo_builtins" / "sd_vae" / "weights" / "fzoo-tiny-vae"
+BUNDLED_TAE = BUNDLED.with_name("fzoo-tae-4ch")
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -521,3 +522,44 @@ def test_taef2_real_weights_on_real_photos(capsys):
               f"mean {np.mean(values):.2f} dB")  # fmt: skip
     assert np.mean(values) >= 25
     assert set(lau.weight_hashes()) == {"taef2_encoder.pth", "taef2_decoder.pth"}
+
+
+# --------------------------------------------------------------------------- fzoo-tae-4ch
+
+# Measured with training/eval_real_photos.py on these crops (float32, 8-bit output):
+# see docs/models/fzoo-tae-4ch.md; the thresholds leave a small tolerance.
+TAE_PIP_PSNR = {"coffee": 24.86, "china": 18.78, "grace_hopper": 23.16}
+TAE_PIP_SHIFT_MAX = 1.4  # measured 1.05
+
+
+def test_bundled_tae_4ch_on_held_out_photos():
+    """The bundled fzoo-tae-4ch through the real launderer on photos it never saw in training.
+
+    Central 256 x 256 crops of the held-out pip photos (coffee, china, grace_hopper; never
+    resized): PSNR per photo and the mean per-channel colour shift (8-bit levels) stay at what
+    was measured when the model was bundled; the latent has 4 channels at 1/8 resolution.
+    """
+    from fzoo_builtins.sd_vae.photos import HOLDOUT, load_photo
+
+    reg = get_registry()
+    assert reg.presets["fzoo-tae-4ch"].component == "taesd"
+    lau = fzoo.create_component("launderer", "fzoo-tae-4ch")
+    assert lau.resolved_variant() == "fzoo-tae-4ch"
+    crops = []
+    for name in HOLDOUT:
+        img = load_photo(name).image
+        y0, x0 = (img.shape[0] - 256) // 2, (img.shape[1] - 256) // 2
+        crops.append(img[y0 : y0 + 256, x0 : x0 + 256])
+    x = torch.from_numpy(np.stack(crops).astype(np.float32) / 255).permute(0, 3, 1, 2)
+    x = x.contiguous()
+    out = torch.round(lau.launder(x) * 255)
+    ref = torch.round(x * 255)
+    values = {n: 10 * math.log10(255**2 / float(((out[i] - ref[i]) ** 2).mean()))
+              for i, n in enumerate(HOLDOUT)}  # fmt: skip
+    shift = float((out.mean(dim=(2, 3)) - ref.mean(dim=(2, 3))).abs().mean())
+    for name, value in values.items():
+        assert value >= TAE_PIP_PSNR[name] - 0.3, (name, value)
+    assert shift <= TAE_PIP_SHIFT_MAX, shift
+    with torch.no_grad():
+        z = lau.model().encoder(x[:1])
+    assert tuple(z.shape) == (1, 4, 32, 32)

@@ -2,8 +2,10 @@
 
 Also registers the presets ``fzoo-tiny-vae`` (4 latent channels, like SD 1.x/2.x/XL) and
 ``fzoo-tiny-vae-16ch`` (16 channels, like SD3 and FLUX) when the bundled tiny VAEs (trained on
-CPU from pip photos by ``train_tiny_vae.py``) are present under ``weights/``; their files are
-checked against ``SHA256SUMS`` when they are loaded.
+CPU from pip photos by ``train_tiny_vae.py``) are present under ``weights/``, and
+``fzoo-tae-4ch`` (a 4-channel TAESD-architecture autoencoder derived from TAEF2 and fine-tuned
+on real photos by ``train_tae_4ch.py``); their files are checked against ``SHA256SUMS`` when
+they are loaded.
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ from typing import Any
 from fzoo import hookimpl
 from fzoo_builtins.sd_vae.launderers import SDVAELaunderer, TAESDLaunderer
 
-__all__ = ["BUNDLED_VAE", "BUNDLED_VAE_16CH", "SDVAELaunderer", "TAESDLaunderer"]
+__all__ = [
+    "BUNDLED_TAE_4CH",
+    "BUNDLED_VAE",
+    "BUNDLED_VAE_16CH",
+    "SDVAELaunderer",
+    "TAESDLaunderer",
+]
 
 BUNDLED_VAE = Path(__file__).resolve().parent / "weights" / "fzoo-tiny-vae"
 BUNDLED_VAE_16CH = BUNDLED_VAE.with_name("fzoo-tiny-vae-16ch")
+BUNDLED_TAE_4CH = BUNDLED_VAE.with_name("fzoo-tae-4ch")
 
 
 @hookimpl
@@ -45,4 +54,13 @@ def fzoo_register_presets(register: Any) -> None:
             kind="launderer",
             description="bundled tiny KL autoencoder with 16 latent channels (as SD3/FLUX; "
             "see docs/models/fzoo-tiny-vae.md)",
+        )
+    if (BUNDLED_TAE_4CH / "SHA256SUMS").exists():
+        register(
+            "fzoo-tae-4ch",
+            component="taesd",
+            params={"weights": str(BUNDLED_TAE_4CH)},
+            kind="launderer",
+            description="bundled 4-channel 8x tiny autoencoder (TAESD architecture, derived from "
+            "TAEF2, fine-tuned on real photos; see docs/models/fzoo-tae-4ch.md)",
         )
