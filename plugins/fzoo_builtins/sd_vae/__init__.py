@@ -4,8 +4,10 @@ Also registers the presets ``fzoo-tiny-vae`` (4 latent channels, like SD 1.x/2.x
 ``fzoo-tiny-vae-16ch`` (16 channels, like SD3 and FLUX) when the bundled tiny VAEs (trained on
 CPU from pip photos by ``train_tiny_vae.py``) are present under ``weights/``, and
 ``fzoo-tae-4ch`` (a 4-channel TAESD-architecture autoencoder derived from TAEF2 and fine-tuned
-on real photos by ``train_tae_4ch.py``); their files are checked against ``SHA256SUMS`` when
-they are loaded.
+on real photos by ``train_tae_4ch.py``). fzoo-tae-4ch is not shipped (it keeps TAEF2's
+full-resolution layers, whose weights fzoo does not redistribute): its preset is always listed,
+and using it before ``weights/fzoo-tae-4ch`` is built prints the commands that build it. Files
+are checked against ``SHA256SUMS`` when they are loaded.
 """
 
 from __future__ import annotations
@@ -55,12 +57,12 @@ def fzoo_register_presets(register: Any) -> None:
             description="bundled tiny KL autoencoder with 16 latent channels (as SD3/FLUX; "
             "see docs/models/fzoo-tiny-vae.md)",
         )
-    if (BUNDLED_TAE_4CH / "SHA256SUMS").exists():
-        register(
-            "fzoo-tae-4ch",
-            component="taesd",
-            params={"weights": str(BUNDLED_TAE_4CH)},
-            kind="launderer",
-            description="bundled 4-channel 8x tiny autoencoder (TAESD architecture, derived from "
-            "TAEF2, fine-tuned on real photos; see docs/models/fzoo-tae-4ch.md)",
-        )
+    register(
+        "fzoo-tae-4ch",
+        component="taesd",
+        params={"weights": str(BUNDLED_TAE_4CH)},
+        kind="launderer",
+        description="4-channel 8x tiny autoencoder (TAESD architecture, derived from TAEF2, "
+        "fine-tuned on real photos; built by training/train_tae_4ch.py, not shipped; see "
+        "docs/models/fzoo-tae-4ch.md)",
+    )

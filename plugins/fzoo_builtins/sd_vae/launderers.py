@@ -505,6 +505,9 @@ class TAESDLaunderer(_RoundTrip):
             from fzoo.weights import parse_hub_ref
 
             text, v = self.params.weights, self.params.variant
+            build = _BUILD_COMMANDS.get(Path(text).name)
+            if build is not None:  # a model fzoo trains but does not ship
+                raise fzoo.WeightsNotFoundError(f"{exc}\n{build.format(folder=text)}") from None
             if v == "auto" or (parse_hub_ref(text) and not text.startswith((".", "/", "~"))):
                 raise  # a hub id: the error already says how to download it
             raise fzoo.WeightsNotFoundError(f"{exc}\n{_fetch_hint(v, text)}") from None
@@ -680,6 +683,21 @@ def _listing(folder: Path) -> str:
     except OSError as exc:
         return f"nothing (cannot list: {exc.strerror})"
     return ", ".join(names) if names else "no *_encoder/*_decoder files"
+
+
+#: Autoencoders fzoo trains but does not ship: how to build their folder.
+_BUILD_COMMANDS: dict[str, str] = {
+    "fzoo-tae-4ch": (
+        "  fzoo-tae-4ch is not shipped: it keeps TAEF2's full-resolution layers unchanged, and\n"
+        "  fzoo does not redistribute TAEF2's weights. Build it from a source checkout (about 50\n"
+        "  min on 2 CPU cores; TAEF2's files in ../shared/weights/taef2, see\n"
+        "  docs/models/fzoo-tae-4ch.md):\n"
+        "    python training/debian_photos.py\n"
+        "    python training/train_tae_4ch.py --out .train-logs/fzoo-tae-4ch --n-crops 2048 "
+        "--minutes-a 26 --minutes-b 22\n"
+        "    mkdir -p {folder} && cp .train-logs/fzoo-tae-4ch/model/* {folder}/"
+    ),
+}
 
 
 def _fetch_hint(variant: str, folder: str) -> str:
