@@ -225,27 +225,19 @@ class ImageNotMade(str):
     __slots__ = ()
 
 
-class BrokenTransform(ImageNotMade):
-    """Why an image failed: a transform (launderer, perturbation, generator) of its condition
-    broke its contract. The condition's fault, not the feature extractor's."""
-
-    __slots__ = ()
-
-
-class Reported(BrokenTransform):
-    """A :class:`BrokenTransform` already reported for an earlier image of this run: kept for
-    the report, not logged again."""
+class Reported(ImageNotMade):
+    """Why an image failed: a transform of its condition had already broken its contract for an
+    earlier image of this run and was not called again. Kept for the report, not logged again."""
 
     __slots__ = ()
 
 
 def load_failure(exc: BaseException) -> ImageNotMade:
-    """Why an image could not be made: ``cannot make image: ...``; a :class:`BrokenTransform`
-    for a contract error, :class:`Reported` when the component had already broken it (and was
-    not called again)."""
+    """Why an image could not be made: ``cannot make image: ...``; :class:`Reported` when a
+    component had already broken its contract (and was not called again)."""
     if isinstance(exc, ContractError):
         text = f"cannot make image: {exc}"
-        return Reported(text) if exc.repeated else BrokenTransform(text)
+        return Reported(text) if exc.repeated else ImageNotMade(text)
     return ImageNotMade(f"cannot make image: {type(exc).__name__}: {exc}")
 
 

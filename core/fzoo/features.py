@@ -175,8 +175,9 @@ class FeatureStage:
                     if fp in failed:  # failed in an earlier group: not computed there
                         continue
                     fails = {i - a: r for i, r in all_fails.items() if a <= i < b}
-                    broken = all(isinstance(r, ImageNotMade) for r in fails.values())
-                    if fails and len(fails) == b - a and not broken:  # else the condition's fault
+                    # images the condition could not make are its fault, not the extractor's
+                    own = not all(isinstance(r, ImageNotMade) for r in fails.values())
+                    if fails and len(fails) == b - a and own:
                         failed[fp] = f"failed on every image, e.g. {next(iter(fails.values()))}"
                         self.log(f"error: {failed[fp]}")
                     for i, reason in fails.items():
