@@ -167,11 +167,11 @@ def fit_on_folder(ext: FeatureExtractor, root: Path, quiet: bool = False) -> tup
 
 
 def state_sha256(folder: Path) -> str:
-    """sha256 of a state folder: every file's relative path and content (``COMPLETE`` aside)."""
+    """sha256 of a state folder: every file's relative path and content hash (``COMPLETE``
+    aside)."""
+    from fzoo.weights import sha256_file
+
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "COMPLETE"):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.relative_to(folder)}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
