@@ -312,9 +312,11 @@ def colour_shift(source: np.ndarray, derived: np.ndarray) -> float:
 
 
 def psnr_db(source: np.ndarray, derived: np.ndarray) -> float:
-    """PSNR in dB of two images of the same scale ([0, 1] floats)."""
-    mse = float(np.mean((np.asarray(source, np.float64) - np.asarray(derived, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+    """PSNR in dB of two images of the same scale ([0, 1] floats): fzoo's own
+    :func:`fzoo.images.psnr`."""
+    from fzoo.images import psnr
+
+    return psnr(np.asarray(source), np.asarray(derived))
 
 
 def quality(runner: Any, aes: Sequence[Autoencoder]) -> dict[str, dict[str, Any]]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import platform
 import random
@@ -252,8 +251,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB between two tensors of 8-bit values."""
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    return _common.psnr_from_mse(torch.mean((a.double() - b.double()) ** 2).item())
 
 
 @torch.no_grad()
