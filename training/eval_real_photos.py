@@ -20,7 +20,7 @@ Run::
 
     python training/eval_real_photos.py --json OUT.json --markdown OUT.md
 
-(defaults: the bundled ``fzoo-tiny-vae`` and ``fzoo-tae-4ch``, and TAEF2 from
+(defaults: the bundled ``fzoo-tiny-vae``, ``fzoo-tae-4ch`` once built, and TAEF2 from
 ``../shared/weights/taef2`` when present).
 """
 
