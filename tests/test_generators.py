@@ -99,7 +99,9 @@ def test_quick_training_writes_a_loadable_model(quick_run, vae_dir):
     index = json.loads((model / "fzoo.json").read_text())
     assert index["format"] == "fzoo-tiny-ldm"
     vae_sha = fzoo.weight_hashes(vae_dir)["diffusion_pytorch_model.safetensors"]
-    assert index["vae"]["sha256"] == vae_sha
+    assert index["vae"]["kind"] == "autoencoder-kl" and index["format_version"] == 2
+    assert index["vae"]["sha256"] == {"weights": vae_sha}
+    assert index["vae"]["name"] == vae_dir.name
     assert index["scaling_factor"] > 0 and "shift_factor" in index
     with open(quick_run / "curve.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -180,7 +182,7 @@ def test_vae_mismatch_is_refused(quick_run, tmp_path):
     other = tmp_path / "other-vae"
     tiny_vae(seed=1).save_pretrained(other)
     gen = tiny_ldm.TinyLDM(weights=str(quick_run / "model"), vae=str(other))
-    with pytest.raises(fzoo.WeightsError, match="were trained on the VAE"):
+    with pytest.raises(fzoo.WeightsError, match="were trained on the autoencoder tiny-vae"):
         gen.generate(1, seed=0)
 
 

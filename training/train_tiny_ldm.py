@@ -1,12 +1,19 @@
-"""Train ``tiny-ldm``: a small latent diffusion UNet on ``fzoo-tiny-vae`` latents, on CPU.
+"""Train ``tiny-ldm``: a small latent diffusion UNet on an autoencoder's latents, on CPU.
+
+The autoencoder is a diffusers ``AutoencoderKL`` folder (``fzoo-tiny-vae``: the bundled
+``tiny-ldm``) or a TAESD-family one (``fzoo-tae-4ch``: the bundled ``tiny-ldm-tae4ch``), told
+apart by the folder's layout or named by ``--vae-kind``; see
+``fzoo_builtins.generators.autoencoders``.
 
 Recipe (Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", at
-toy scale): random crops (64 or 96 px, i.e. 8x8 or 12x12 latents for an 8x VAE) of the *training*
-photographs of ``fzoo_builtins.sd_vae.photos`` (never ``photos.HOLDOUT``), with random horizontal
-flips and, with probability 1 - ``p_native``, a random down-scale in [``min_scale``, 1]
-(antialiased bilinear, as in the VAE's training) are encoded once by the VAE (posterior mode) and
-cached. The latents are standardised, ``(z - shift_factor) * scaling_factor`` with the mean and
-1 / std of the cached latents (SD's 0.18215 was 1 / std of its latents), and a diffusers
+toy scale): random crops (64 or 96 px, i.e. 8x8 or 12x12 latents for an 8x autoencoder) of the
+*training* photographs of ``fzoo_builtins.sd_vae.photos`` (never ``photos.HOLDOUT``), with random
+horizontal flips and, with probability 1 - ``p_native``, a random down-scale in
+[``min_scale``, 1] (antialiased bilinear, as in the VAE's training) are encoded once by the
+autoencoder (KL: posterior mode; TAESD: its deterministic encoder; ``--encode-dtype bfloat16``
+runs that encoding under bf16 autocast, about half the CPU time) and cached. The latents are
+standardised, ``(z - shift_factor) * scaling_factor`` with the mean and 1 / std of the cached
+latents (SD's 0.18215 was 1 / std of its latents), and a diffusers
 ``UNet2DModel`` is trained with the DDPM noise-prediction (epsilon) loss of Ho et al. 2020 on
 Stable Diffusion's scaled-linear schedule (1000 steps, betas 0.00085..0.012); samples use DDIM
 (Song et al. 2021). AdamW with linear warm-up and a cosine decay driven by wall-clock time; an
@@ -15,7 +22,9 @@ included).
 
 Every ``--ckpt-every`` steps the script appends a row to ``OUT/curve.csv`` (mean training loss
 since the last row, and the EMA model's loss on a fixed set of latents, noises and timesteps) and
-writes ``OUT/model/`` (``unet/``, ``scheduler/``, ``fzoo.json``, ``SHA256SUMS``), usable at once::
+writes ``OUT/model/`` (``unet/``, ``scheduler/``, ``fzoo.json``, ``SHA256SUMS``), usable at once
+(``fzoo.json`` records the autoencoder's kind, name and the sha256 of its weight files, and the
+latent ``scaling_factor`` / ``shift_factor`` measured on the cached latents)::
 
     fzoo.create_component("generator", "tiny-ldm", weights="OUT/model", vae="VAE_DIR")
 
@@ -24,10 +33,11 @@ Commands::
     python training/train_tiny_ldm.py --vae DIR --out DIR --minutes 35
     python training/train_tiny_ldm.py --vae DIR --out DIR --quick   # < 60 s
     python training/train_tiny_ldm.py export OUT/model DEST [--fp32]
-    python training/train_tiny_ldm.py card --weights DEST --run OUT --docs DIR
+    python training/train_tiny_ldm.py card --weights DEST --run OUT --docs DIR [--name NAME]
 
 ``export`` copies a model folder for bundling (UNet in float16 unless ``--fp32``) and writes its
-SHA256SUMS; ``card`` draws the loss curve and the sample grid of the model card.
+SHA256SUMS; ``card`` draws the loss curve and the sample grid of the model card
+(``DIR/NAME-loss.{csv,png}``, ``DIR/NAME-samples.png``; NAME defaults to ``tiny-ldm``).
 """
 
 from __future__ import annotations
@@ -56,10 +66,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, when run by
 import _common  # noqa: E402
 
 import fzoo  # noqa: E402
+from fzoo_builtins.generators import autoencoders  # noqa: E402
 from fzoo_builtins.generators.tiny_ldm import (  # noqa: E402
     FORMAT,
     FORMAT_VERSION,
-    VAE_WEIGHTS_FILE,
     load_model,
     scheduler_config,
 )
@@ -73,6 +83,8 @@ class Config:
 
     vae: str
     out: str
+    vae_kind: str = "auto"
+    encode_dtype: str = "float32"
     minutes: float = 35.0
     quick: bool = False
     threads: int = 1
@@ -101,7 +113,24 @@ class Config:
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--vae", required=True, help="diffusers AutoencoderKL folder (fzoo-tiny-vae)")
+    p.add_argument(
+        "--vae",
+        required=True,
+        help="autoencoder folder: diffusers AutoencoderKL (fzoo-tiny-vae) or TAESD family "
+        "(fzoo-tae-4ch: *_encoder/*_decoder.safetensors)",
+    )
+    p.add_argument(
+        "--vae-kind",
+        choices=("auto", *autoencoders.KINDS),
+        default="auto",
+        help="autoencoder family (auto: from the folder's layout)",
+    )
+    p.add_argument(
+        "--encode-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="dtype of the one-off encoding of the training crops (bfloat16: autocast, ~2x faster)",
+    )
     p.add_argument("--out", required=True, help="output folder (model/, curve.csv, latents)")
     p.add_argument("--minutes", type=float, default=35.0, help="wall-clock budget of the run")
     p.add_argument("--quick", action="store_true", help="tiny UNet, a few steps: < 60 s, for tests")
@@ -163,12 +192,12 @@ def build_unet(cfg: Config, latent_channels: int, sample_size: int) -> Any:
     )
 
 
-def load_vae(path: str) -> Any:
-    from diffusers import AutoencoderKL
-
+def load_vae(path: str, kind: str = "auto") -> tuple[autoencoders.Autoencoder, Path, dict]:
+    """The autoencoder at ``path``, its folder and what ``fzoo.json`` records about it."""
     resolved = fzoo.resolve_weights(path, param="vae").path
-    vae = load_model(AutoencoderKL, resolved)
-    return vae, resolved
+    ident = autoencoders.identify(resolved, None if kind == "auto" else kind)
+    ae = autoencoders.load(resolved, ident["kind"])
+    return ae, resolved, ident
 
 
 def _photo_tensor(img: np.ndarray) -> torch.Tensor:
@@ -204,10 +233,13 @@ def sample_crops(cfg: Config, size: int, n: int, seed: int) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def encode_cache(cfg: Config, vae: Any, vae_sha: str, out: Path) -> dict[int, torch.Tensor]:
-    """Encode the training crops once (posterior mode); reused from ``OUT/latents-*.pt``."""
+def encode_cache(
+    cfg: Config, ae: autoencoders.Autoencoder, vae_sha: Any, out: Path
+) -> dict[int, torch.Tensor]:
+    """Encode the training crops once; reused from ``OUT/latents-*.pt``."""
     key = {
         "vae_sha256": vae_sha,
+        "encode_dtype": cfg.encode_dtype,
         "crops": list(cfg.crops),
         "n": list(cfg.n_latents),
         "seed": cfg.seed,
@@ -225,11 +257,18 @@ def encode_cache(cfg: Config, vae: Any, vae_sha: str, out: Path) -> dict[int, to
         t0 = time.time()
         crops, _ = sample_crops(cfg, size, n, seed=cfg.seed * 1000 + i)
         cache[size] = torch.cat(
-            [vae.encode(crops[j : j + 32]).latent_dist.mode() for j in range(0, n, 32)]
+            [_encode(cfg, ae, (crops[j : j + 32] + 1.0) / 2.0) for j in range(0, n, 32)]
         )
         print(f"encoded {n} crops of {size} px in {time.time() - t0:.1f} s", flush=True)
     torch.save({str(k): v for k, v in cache.items()}, path)
     return cache
+
+
+def _encode(cfg: Config, ae: autoencoders.Autoencoder, x01: torch.Tensor) -> torch.Tensor:
+    if cfg.encode_dtype == "float32":
+        return ae.encode(x01).float()
+    with torch.autocast("cpu", dtype=getattr(torch, cfg.encode_dtype)):
+        return ae.encode(x01).float()
 
 
 def lr_at(cfg: Config, step: int, frac_time: float) -> float:
@@ -265,12 +304,10 @@ def train(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    vae, vae_dir = load_vae(cfg.vae)
-    vae_sha = fzoo.weight_hashes(vae_dir).get(VAE_WEIGHTS_FILE, "")
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    channels = int(vae.config.latent_channels)
-    cache = encode_cache(cfg, vae, vae_sha, out)
-    del vae
+    ae, vae_dir, ident = load_vae(cfg.vae, cfg.vae_kind)
+    factor, channels = ae.factor, ae.channels
+    cache = encode_cache(cfg, ae, ident["sha256"], out)
+    del ae
     every = torch.cat([z.flatten() for z in cache.values()])
     shift = float(every.mean())
     scale = 1.0 / float((every - shift).std())
@@ -304,7 +341,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "unet": "unet",
         "scheduler": "scheduler",
-        "vae": {"name": Path(vae_dir).name, "file": VAE_WEIGHTS_FILE, "sha256": vae_sha},
+        "vae": {"name": Path(vae_dir).name, **ident},
         "latent_channels": channels,
         "vae_factor": factor,
         "scaling_factor": scale,
@@ -316,7 +353,7 @@ def train(cfg: Config) -> dict[str, Any]:
         "model": "tiny-ldm",
         "config": asdict(cfg),
         "unet_params": n_params,
-        "vae": {"path": str(vae_dir), "sha256": vae_sha},
+        "vae": {"path": str(vae_dir), **ident},
         "latents": {s: int(z.shape[0]) for s, z in cache.items()},
         "scaling_factor": scale,
         "shift_factor": shift,
@@ -438,10 +475,17 @@ def _tiles(batch: torch.Tensor) -> list[np.ndarray]:
     return [np.round(im.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for im in batch]
 
 
-def card(weights: Path, run: Path, docs: Path, vae: str | None = None, steps: int = 25) -> None:
-    """Model-card assets: ``tiny-ldm-loss.{csv,png}`` and ``tiny-ldm-samples.png`` (16 samples from
-    noise; 8 crops of the held-out photos with their VAE round trip and img2img at strength 0.5
-    and 0.75), all 64 x 64, shown enlarged x2 (nearest neighbour)."""
+def card(
+    weights: Path,
+    run: Path,
+    docs: Path,
+    vae: str | None = None,
+    steps: int = 25,
+    name: str = "tiny-ldm",
+) -> None:
+    """Model-card assets: ``{name}-loss.{csv,png}`` and ``{name}-samples.png`` (16 samples from
+    noise; 8 crops of the held-out photos with their autoencoder round trip and img2img at
+    strength 0.5 and 0.75), all 64 x 64, shown enlarged x2 (nearest neighbour)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -453,7 +497,7 @@ def card(weights: Path, run: Path, docs: Path, vae: str | None = None, steps: in
 
     docs.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader((run / "curve.csv").open()))
-    shutil.copyfile(run / "curve.csv", docs / "tiny-ldm-loss.csv")
+    shutil.copyfile(run / "curve.csv", docs / f"{name}-loss.csv")
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
     tr = [(int(r["step"]), float(r["train_loss"])) for r in rows if r["train_loss"]]
     ev = [(int(r["step"]), float(r["eval_loss_ema"])) for r in rows]
@@ -466,7 +510,7 @@ def card(weights: Path, run: Path, docs: Path, vae: str | None = None, steps: in
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(docs / "tiny-ldm-loss.png")
+    fig.savefig(docs / f"{name}-loss.png")
     plt.close(fig)
 
     params: dict[str, Any] = {"weights": str(weights), "steps": steps}
@@ -493,7 +537,7 @@ def card(weights: Path, run: Path, docs: Path, vae: str | None = None, steps: in
     canvas = Image.new("RGB", (x0 + 4 * tile, head + 8 * tile), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((2, 2), f"16 from noise (DDIM {steps})", fill="black")
-    for c, title in enumerate(("held-out crop", "s=0 (VAE)", "img2img s=0.5", "img2img s=0.75")):
+    for c, title in enumerate(("held-out crop", "s=0 (AE)", "img2img s=0.5", "img2img s=0.75")):
         draw.text((x0 + c * tile, 2), title, fill="black")
 
     def paste(arr: np.ndarray, x: int, y: int) -> None:
@@ -505,8 +549,8 @@ def card(weights: Path, run: Path, docs: Path, vae: str | None = None, steps: in
     for k in range(8):
         for c, arr in enumerate((originals[k], *(i2i[s][k] for s in strengths))):
             paste(arr, x0 + c * tile, head + k * tile)
-    canvas.save(docs / "tiny-ldm-samples.png")
-    print(f"wrote {docs}/tiny-ldm-loss.csv, tiny-ldm-loss.png, tiny-ldm-samples.png")
+    canvas.save(docs / f"{name}-samples.png")
+    print(f"wrote {docs}/{name}-loss.csv, {name}-loss.png, {name}-samples.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -525,10 +569,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--run", type=Path, required=True, help="training folder with curve.csv")
         p.add_argument("--docs", type=Path, default=Path("docs/models"))
         p.add_argument("--vae", default=None)
+        p.add_argument("--name", default="tiny-ldm", help="file prefix of the card's figures")
         p.add_argument("--threads", type=int, default=1)
         a = p.parse_args(args[1:])
         torch.set_num_threads(a.threads)
-        card(a.weights, a.run, a.docs, a.vae)
+        card(a.weights, a.run, a.docs, a.vae, name=a.name)
         return 0
     train(parse_args(args))
     return 0

@@ -1,17 +1,23 @@
-"""``tiny-ldm``: a small latent diffusion model on the bundled ``fzoo-tiny-vae`` latents.
+"""``tiny-ldm``: a small latent diffusion model on the latents of a bundled autoencoder.
 
 The model follows the recipe of Stable Diffusion at toy scale: a denoising UNet (diffusers
 :class:`~diffusers.UNet2DModel`, no text conditioning) trained with the DDPM noise-prediction
 (epsilon) objective of Ho et al. 2020 ("Denoising Diffusion Probabilistic Models", NeurIPS) on the
-latents of a KL autoencoder, as in Rombach et al. 2022 ("High-Resolution Image Synthesis with
+latents of an autoencoder, as in Rombach et al. 2022 ("High-Resolution Image Synthesis with
 Latent Diffusion Models", CVPR); it is sampled with the deterministic DDIM sampler of Song et al.
 2021 ("Denoising Diffusion Implicit Models", ICLR) and decoded by the same autoencoder, so its
 fully synthetic images carry the autoencoder's decoder traces exactly like SD images carry the SD
-VAE's.
+VAE's. Two models are bundled: ``tiny-ldm`` (the component's default weights) on the KL
+autoencoder ``fzoo-tiny-vae``, and the preset ``tiny-ldm-tae4ch`` on the TAESD-architecture
+``fzoo-tae-4ch``, the study's launderer, so that its synthetic images decode through the very
+decoder that launders (the hard case of Mandelli et al. 2024). Which autoencoder a model works in
+(a diffusers ``AutoencoderKL`` or a TAESD-family one) is read from its ``fzoo.json``
+(:mod:`fzoo_builtins.generators.autoencoders`).
 
-img2img re-synthesises a real image as SD's img2img does: the image is encoded (posterior mode),
-scaled, noised with the DDIM schedule to the timestep reached after ``int(strength * steps)`` of
-the ``steps`` sampling steps counted from the end, denoised for those remaining steps and decoded.
+img2img re-synthesises a real image as SD's img2img does: the image is encoded (KL: posterior
+mode; TAESD: the deterministic encoder), scaled, noised with the DDIM schedule to the timestep
+reached after ``int(strength * steps)`` of the ``steps`` sampling steps counted from the end,
+denoised for those remaining steps and decoded.
 Mandelli et al. 2024 ("When Synthetic Traces Hide Real Content: Analysis of Stable Diffusion Image
 Laundering", WIFS) call this the real image "hidden in the noise" of the seed: with strength >=
 0.5 the content statistics stay those of real photographs, so content alone does not separate
@@ -24,22 +30,22 @@ Weights folder layout (``fzoo.json`` plays the role of diffusers' ``model_index.
 
     unet/        UNet2DModel.save_pretrained (config.json + diffusion_pytorch_model.safetensors)
     scheduler/   DDIMScheduler config (scheduler_config.json)
-    fzoo.json    format, the sha256 of the VAE it was trained on, latent scaling_factor/shift_factor
+    fzoo.json    format, the autoencoder it was trained on (kind, name, sha256 of its weight
+                 files), latent scaling_factor/shift_factor
     SHA256SUMS   checked for the bundled copy
 
 Any multiple of 8 works as a size: when the latent's sides are not multiples of the UNet's own
 downsampling factor, the latent is edge-padded for each UNet call and the noise prediction cropped
 back (pixels are never resampled).
 
-The latent fed to the UNet is ``(z - shift_factor) * scaling_factor`` with ``z`` the VAE posterior
-mode; both numbers are measured on the training latents (mean and 1 / std, as SD's 0.18215 was).
+The latent fed to the UNet is ``(z - shift_factor) * scaling_factor`` with ``z`` the autoencoder's
+latent; both numbers are measured on the training latents (mean and 1 / std, as SD's 0.18215 was).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,32 +53,47 @@ import numpy as np
 from pydantic import Field, field_validator
 
 import fzoo
+from fzoo_builtins.generators.autoencoders import KL_WEIGHTS_FILE, identify, load_model, recorded
 
 if TYPE_CHECKING:
     import torch
 
+    from fzoo_builtins.generators.autoencoders import Autoencoder
+
 FORMAT = "fzoo-tiny-ldm"
-FORMAT_VERSION = 1
-VAE_WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+FORMAT_VERSION = 2  # 2: fzoo.json's "vae" has a kind and per-role sha256 (1 read as KL)
+VAE_WEIGHTS_FILE = KL_WEIGHTS_FILE
 
-#: The command that trains the bundled weights (run from the repository root), then installs them.
-TRAIN_COMMAND = (
-    "python training/train_tiny_ldm.py "
-    "--vae plugins/fzoo_builtins/sd_vae/weights/fzoo-tiny-vae "
-    "--out .train-logs/tiny-ldm --minutes 35\n"
-    "    python training/train_tiny_ldm.py export .train-logs/tiny-ldm/model "
-    "plugins/fzoo_builtins/generators/weights/tiny-ldm"
-)
+#: The bundled models: name -> the autoencoder (bundled under sd_vae/weights) it was trained on.
+BUNDLED: dict[str, str] = {"tiny-ldm": "fzoo-tiny-vae", "tiny-ldm-tae4ch": "fzoo-tae-4ch"}
 
 
-def bundled_weights_dir() -> Path:
-    """Where the bundled ``tiny-ldm`` weights live inside the installed package."""
-    return Path(__file__).resolve().parent / "weights" / "tiny-ldm"
+def train_command(name: str = "tiny-ldm") -> str:
+    """The commands that train the bundled model ``name`` (from the repository root) and install
+    it."""
+    vae = BUNDLED.get(name, "fzoo-tiny-vae")
+    return (
+        "python training/train_tiny_ldm.py "
+        f"--vae plugins/fzoo_builtins/sd_vae/weights/{vae} "
+        f"--out .train-logs/{name} --minutes 35\n"
+        f"    python training/train_tiny_ldm.py export .train-logs/{name}/model "
+        f"plugins/fzoo_builtins/generators/weights/{name}"
+    )
 
 
-def bundled_vae_dir() -> Path:
-    """Where the bundled ``fzoo-tiny-vae`` weights live inside the installed package."""
-    return Path(__file__).resolve().parents[1] / "sd_vae" / "weights" / "fzoo-tiny-vae"
+#: The command that trains the default bundled weights (run from the repository root).
+TRAIN_COMMAND = train_command("tiny-ldm")
+
+
+def bundled_weights_dir(name: str = "tiny-ldm") -> Path:
+    """Where the bundled weights of ``name`` (``tiny-ldm``, ``tiny-ldm-tae4ch``) live inside the
+    installed package."""
+    return Path(__file__).resolve().parent / "weights" / name
+
+
+def bundled_vae_dir(name: str = "fzoo-tiny-vae") -> Path:
+    """Where the bundled autoencoder ``name`` lives inside the installed package."""
+    return Path(__file__).resolve().parents[1] / "sd_vae" / "weights" / name
 
 
 def image_seeds(seed: int, n: int) -> list[int]:
@@ -110,43 +131,39 @@ def read_model_index(folder: Path) -> dict[str, Any]:
     index = json.loads(path.read_text())
     if index.get("format") != FORMAT:
         raise fzoo.WeightsError(f"{path}: format {index.get('format')!r}, expected {FORMAT!r}")
-    return index
-
-
-def load_model(cls: Any, path: Path, dtype: torch.dtype | None = None) -> Any:
-    """``cls.from_pretrained(path, local_files_only=True)`` in ``dtype`` (default float32), in
-    eval mode."""
-    import torch
-
-    with warnings.catch_warnings():  # torch_dtype: every diffusers version; new ones warn
-        warnings.filterwarnings("ignore", ".*torch_dtype.*", FutureWarning)
-        model = cls.from_pretrained(
-            str(path), local_files_only=True, torch_dtype=dtype or torch.float32
+    version = index.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise fzoo.WeightsError(
+            f"{path}: format_version {version!r}; this fzoo reads up to {FORMAT_VERSION} "
+            "(a newer fzoo wrote it: upgrade fzoo)"
         )
-    return model.eval()
+    return index
 
 
 class _Loaded:
     """The models of one :class:`TinyLDM` instance, loaded once."""
 
     def __init__(self, ldm_dir: Path, vae_dir: Path, index: dict[str, Any], device: str) -> None:
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
+        from diffusers import DDIMScheduler, UNet2DModel
+
+        from fzoo_builtins.generators import autoencoders
 
         # float32 whatever the stored dtype (the bundled UNet is stored in float16)
         self.unet = load_model(UNet2DModel, ldm_dir / index.get("unet", "unet")).to(device)
-        self.vae = load_model(AutoencoderKL, vae_dir).to(device)
+        kind, _ = recorded(index)
+        self.ae: Autoencoder = autoencoders.load(vae_dir, kind, device)
         self.scheduler_config = dict(
             DDIMScheduler.load_config(str(ldm_dir / index.get("scheduler", "scheduler")))
         )
         self.scale = float(index["scaling_factor"])
         self.shift = float(index.get("shift_factor") or 0.0)
-        self.factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        self.channels = int(self.vae.config.latent_channels)
+        self.factor = self.ae.factor
+        self.channels = self.ae.channels
         self.unet_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
         if int(self.unet.config.in_channels) != self.channels:
             raise fzoo.WeightsError(
-                f"tiny-ldm UNet takes {self.unet.config.in_channels} latent channels but the VAE "
-                f"{vae_dir} has {self.channels}"
+                f"tiny-ldm UNet takes {self.unet.config.in_channels} latent channels but the "
+                f"autoencoder {vae_dir} has {self.channels}"
             )
 
     def scheduler(self, steps: int) -> Any:
@@ -158,7 +175,8 @@ class _Loaded:
 
 
 class TinyLDM(fzoo.Generator):
-    """Small latent diffusion model (UNet2DModel + DDIM) decoding through ``fzoo-tiny-vae``.
+    """Small latent diffusion model (UNet2DModel + DDIM) decoding through the autoencoder it was
+    trained on (bundled: ``fzoo-tiny-vae``; preset ``tiny-ldm-tae4ch``: ``fzoo-tae-4ch``).
 
     Rombach et al. 2022 (LDM), Ho et al. 2020 (DDPM training objective), Song et al. 2021 (DDIM
     sampling); img2img at ``strength`` as in SD, the "image hidden in noise" of Mandelli et al.
@@ -169,8 +187,8 @@ class TinyLDM(fzoo.Generator):
 
     name = "tiny-ldm"
     description = (
-        "Bundled tiny latent diffusion model (UNet2DModel + DDIM on fzoo-tiny-vae latents); "
-        "generation from noise and img2img at a strength"
+        "Bundled tiny latent diffusion model (UNet2DModel + DDIM on the latents of a bundled "
+        "autoencoder, fzoo-tiny-vae by default); generation from noise and img2img at a strength"
     )
     version = "1"
     supports_img2img: ClassVar[bool] = True
@@ -182,12 +200,13 @@ class TinyLDM(fzoo.Generator):
         weights: str | None = Field(
             None,
             description="tiny-ldm weights: a folder or hub id with unet/, scheduler/, fzoo.json "
-            "(default: the weights bundled in the package)",
+            "(default: the bundled tiny-ldm, on fzoo-tiny-vae)",
         )
         vae: str | None = Field(
             None,
-            description="diffusers AutoencoderKL folder or hub id; must be the VAE the weights "
-            "were trained on (default: the bundled fzoo-tiny-vae)",
+            description="autoencoder folder or hub id (diffusers AutoencoderKL, or TAESD "
+            "family); must be the one the weights were trained on (sha256 checked; default: the "
+            "bundled autoencoder their fzoo.json names)",
         )
         size: int = Field(
             64, ge=8, le=4096, description="side of generated images, a multiple of 8"
@@ -198,8 +217,8 @@ class TinyLDM(fzoo.Generator):
             0.6,
             ge=0.0,
             le=1.0,
-            description="img2img strength: 0 = VAE round trip, 1 = every step from the noised "
-            "image; int(strength * steps) steps are run",
+            description="img2img strength: 0 = autoencoder round trip, 1 = every step from the "
+            "noised image; int(strength * steps) steps are run",
         )
         batch_size: int = Field(8, ge=1, le=1024, description="images per forward pass")
         device: str = Field("cpu", description="torch device")
@@ -234,30 +253,47 @@ class TinyLDM(fzoo.Generator):
                 )
             fzoo.verify_sums(ldm_dir)
         else:
-            ldm_dir = fzoo.resolve_weights(p.weights, param="weights").path
+            ldm_dir = _bundled_or_resolved(p.weights)
         index = read_model_index(ldm_dir)
-        if p.vae is None:
-            vae_dir = bundled_vae_dir()
-            if not (vae_dir / "config.json").exists():
-                raise fzoo.WeightsNotFoundError(
-                    f"the bundled fzoo-tiny-vae weights are missing ({vae_dir}). Train them with "
-                    "python training/train_tiny_vae.py (see plugins/fzoo_builtins/sd_vae), or pass "
-                    "params: {vae: <AutoencoderKL folder or hub id>}"
-                )
-            if (vae_dir / "SHA256SUMS").exists():
-                fzoo.verify_sums(vae_dir)
-        else:
-            vae_dir = fzoo.resolve_weights(p.vae, param="vae").path
-        expected = (index.get("vae") or {}).get("sha256")
-        got = fzoo.weight_hashes(vae_dir).get(VAE_WEIGHTS_FILE)
+        kind, expected = recorded(index)
+        vae_dir = self._vae_dir(index) if p.vae is None else None
+        if vae_dir is None:
+            vae_dir = fzoo.resolve_weights(str(p.vae), param="vae").path
+        got = identify(vae_dir, kind)["sha256"]
         if expected and got != expected:
+            name = (index.get("vae") or {}).get("name", "?")
             raise fzoo.WeightsError(
-                f"tiny-ldm weights {ldm_dir} were trained on the VAE with {VAE_WEIGHTS_FILE} "
-                f"sha256 {expected} ({(index.get('vae') or {}).get('name', '?')}), but the VAE "
-                f"{vae_dir} has {got}. Pass the matching vae, or retrain:\n    {TRAIN_COMMAND}"
+                f"tiny-ldm weights {ldm_dir} were trained on the autoencoder {name} ({kind}; "
+                f"sha256 {_show(expected)}), but the autoencoder {vae_dir} has {_show(got)}. "
+                f"Pass the matching vae, or retrain:\n    {train_command(ldm_dir.name)}"
             )
         self._dirs = (ldm_dir, vae_dir, index)
         return self._dirs
+
+    @staticmethod
+    def _vae_dir(index: dict[str, Any]) -> Path:
+        """The bundled autoencoder named by ``fzoo.json`` (a missing one says how to get it)."""
+        name = str((index.get("vae") or {}).get("name") or "fzoo-tiny-vae")
+        if Path(name).name != name or name in (".", ".."):
+            raise fzoo.WeightsError(f"fzoo.json names the autoencoder {name!r}: not a folder name")
+        vae_dir = bundled_vae_dir(name)
+        if not vae_dir.is_dir() or not any(vae_dir.iterdir()):
+            message = (
+                f"the bundled autoencoder {name} is missing ({vae_dir}). Build it (see "
+                "plugins/fzoo_builtins/sd_vae and docs/models/), or pass params: {vae: <folder "
+                "or hub id of the autoencoder these weights were trained on>}"
+            )
+            if recorded(index)[0] == "taesd":  # the taesd launderer knows how to build its own
+                from fzoo_builtins.sd_vae.launderers import TAESDLaunderer
+
+                try:
+                    TAESDLaunderer(weights=str(vae_dir)).weights_path()
+                except fzoo.WeightsNotFoundError as exc:
+                    message += f"\n{exc}"
+            raise fzoo.WeightsNotFoundError(message)
+        if (vae_dir / "SHA256SUMS").exists():
+            fzoo.verify_sums(vae_dir)
+        return vae_dir
 
     def weight_hashes(self) -> dict[str, str]:
         ldm_dir, vae_dir, _ = self._resolve()
@@ -298,8 +334,7 @@ class TinyLDM(fzoo.Generator):
 
     def _decode(self, m: _Loaded, latents: torch.Tensor, scaled: bool = True) -> torch.Tensor:
         z = latents / m.scale + m.shift if scaled else latents
-        x = m.vae.decode(z).sample
-        return ((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0).cpu()
+        return m.ae.decode(z).cpu()
 
     def _noise(self, m: _Loaded, shape: tuple[int, ...], gens: list[Any]) -> torch.Tensor:
         import torch
@@ -349,8 +384,8 @@ class TinyLDM(fzoo.Generator):
         out = []
         with torch.inference_mode():
             for start in range(0, batch.shape[0], p.batch_size):
-                x = batch[start : start + p.batch_size].to(p.device, torch.float32) * 2.0 - 1.0
-                z = m.vae.encode(x).latent_dist.mode()
+                x = batch[start : start + p.batch_size].to(p.device, torch.float32)
+                z = m.ae.encode(x)
                 if n_steps == 0:  # strength 0: the autoencoder round trip D(E(x))
                     out.append(self._decode(m, z, scaled=False))
                     continue
@@ -366,3 +401,23 @@ class TinyLDM(fzoo.Generator):
                 latents = self._denoise(m, latents, sched, timesteps, gens)
                 out.append(self._decode(m, latents))
         return torch.cat(out)
+
+
+def _bundled_or_resolved(weights: str) -> Path:
+    """``weights`` resolved; a bundled model's folder that is missing says how to train it."""
+    path = Path(weights)
+    for name in BUNDLED:
+        if path == bundled_weights_dir(name) and not (path / "fzoo.json").exists():
+            raise fzoo.WeightsNotFoundError(
+                f"the bundled {name} weights are missing ({path}). Train them from the "
+                f"repository root (needs the bundled {BUNDLED[name]}) with:\n    "
+                f"{train_command(name)}"
+            )
+    path = fzoo.resolve_weights(weights, param="weights").path
+    if (path / "SHA256SUMS").exists() and path.parent == bundled_weights_dir().parent:
+        fzoo.verify_sums(path)  # bundled weights: refuse tampered files
+    return path
+
+
+def _show(hashes: dict[str, str]) -> str:
+    return ", ".join(f"{role} {sha[:12]}…" for role, sha in sorted(hashes.items()))
