@@ -72,10 +72,11 @@ def train_command(name: str = "tiny-ldm") -> str:
     """The commands that train the bundled model ``name`` (from the repository root) and install
     it."""
     vae = BUNDLED.get(name, "fzoo-tiny-vae")
+    extra = " --encode-dtype bfloat16" if vae == "fzoo-tae-4ch" else ""
     return (
         "python training/train_tiny_ldm.py "
         f"--vae plugins/fzoo_builtins/sd_vae/weights/{vae} "
-        f"--out .train-logs/{name} --minutes 35\n"
+        f"--out .train-logs/{name} --minutes 35{extra}\n"
         f"    python training/train_tiny_ldm.py export .train-logs/{name}/model "
         f"plugins/fzoo_builtins/generators/weights/{name}"
     )
