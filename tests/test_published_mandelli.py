@@ -318,3 +318,45 @@ def test_finetune_lite0_loss_falls_and_pipeline_reloads(tmp_path, capsys):
     assert main(["detect", "--pipeline", str(pipe), str(probe)]) == 0
     line = json.loads(capsys.readouterr().out.splitlines()[0])
     assert abs(sum(line["probabilities"].values()) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_finetune_train_channels_last_runs_the_steps_in_that_layout(channels_last):
+    """``train_channels_last`` trains a channels-last network on channels-last batches (1.7x
+    faster Lite0 steps on CPU at 64 px) and learns the same thing: the first step's loss equals
+    the contiguous run's (same seed, same patches); the option is part of the fingerprint."""
+    torch.manual_seed(0)
+    photos = [skdata.chelsea()[:40, :40], skdata.coffee()[:40, :40]]
+    photos += [skdata.astronaut()[:40, :40], skdata.rocket()[:40, :40]]
+    kw = dict(
+        train=True, backbone="efficientnet-lite0", min_size=0, patch_size=32, patches=2,
+        top_m=1, epochs=1, steps=2, train_patches_per_image=2, train_batch_size=4, threads=1,
+    )  # fmt: skip
+    seen: dict[bool, list[bool]] = {}
+    losses: dict[bool, list[float]] = {}
+    for flag in sorted({False, channels_last}):
+        det = Mandelli2024Laundered(**kw, train_channels_last=flag)
+        build = det._initial_network
+        layouts: list[bool] = []
+
+        def spied(build=build, layouts=layouts):
+            net = build()
+            conv = next(w for w in net.parameters() if w.ndim == 4 and w.shape[-1] > 1)
+            net.register_forward_pre_hook(
+                lambda _m, args: layouts.append(
+                    conv.is_contiguous(memory_format=torch.channels_last)
+                    and not conv.is_contiguous()
+                    and args[0].is_contiguous(memory_format=torch.channels_last)
+                )
+            )
+            return net
+
+        det._initial_network = spied
+        det.fit([to_tensor(p) for p in photos], ["laundered", "laundered", "fake", "fake"])
+        seen[flag], losses[flag] = layouts, det.step_losses_
+        assert len(det.step_losses_) == 2
+    assert seen[channels_last] == [channels_last, channels_last]
+    assert losses[channels_last][0] == pytest.approx(losses[False][0], abs=1e-4)
+    on = Mandelli2024Laundered(**kw, train_channels_last=True).fingerprint()
+    assert on != Mandelli2024Laundered(**kw).fingerprint()
+    assert Mandelli2024Laundered.Params().train_channels_last is False

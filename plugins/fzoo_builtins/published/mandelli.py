@@ -176,6 +176,11 @@ class MandelliParams(PublishedDetector.Params):
     threads: int | None = Field(
         None, ge=1, le=1024, description="torch CPU threads (null: unchanged)"
     )
+    train_channels_last: bool = Field(
+        False,
+        description="fine-tune in channels-last memory format (Lite0 on 2 CPU cores: 1.7x "
+        "faster steps at 64 px, 1.3x at 96 px; bfloat16 autocast was slower, 0.5-0.6x)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MandelliParams:
@@ -226,7 +231,8 @@ class MandelliDetector(PublishedDetector):
     label (of ``fit_on``) = class 0. Each epoch draws ``train_patches_per_image`` random
     ``patch_size`` crops per image (after the same ``min_size`` upscaling), optionally with
     random JPEG / resize (``augment``); cross-entropy, Adam; ``epochs`` or at most ``steps``
-    optimiser steps. State: ``model.safetensors`` + ``mandelli.json`` (no pickle).
+    optimiser steps (``train_channels_last``: in channels-last memory format, faster on CPU).
+    State: ``model.safetensors`` + ``mandelli.json`` (no pickle).
     """
 
     weight_params = ("weights", "backbone_weights")  # content hashes, not paths
@@ -462,6 +468,8 @@ class MandelliDetector(PublishedDetector):
         with torch_threads(p.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(p.seed)
             net = self._initial_network().to(device).train()
+            if p.train_channels_last:  # off: exactly the layout fits had before the option
+                net = net.to(memory_format=torch.channels_last)
             opt = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
             loss_fn = torch.nn.CrossEntropyLoss()
             # a bar on a terminal, a line every ~10 s (with epoch and loss) when redirected
@@ -482,6 +490,8 @@ class MandelliDetector(PublishedDetector):
                         continue
                     x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(255.0)
                     x = normalize(x, IMAGENET_MEAN, IMAGENET_STD).to(device)
+                    if p.train_channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     t = targets[s : s + len(chunk)].to(device)
                     loss = loss_fn(net(x), t)
                     opt.zero_grad(set_to_none=True)
