@@ -528,13 +528,13 @@ def test_taef2_real_weights_on_real_photos(capsys):
 
 # Measured with training/eval_real_photos.py on these crops (float32, 8-bit output):
 # see docs/models/fzoo-tae-4ch.md; the thresholds leave a small tolerance.
-TAE_PIP_PSNR = {"coffee": 24.86, "china": 18.78, "grace_hopper": 23.16}
-TAE_PIP_SHIFT_MAX = 1.4  # measured 1.05
+TAE_PIP_PSNR = {"coffee": 23.28, "china": 18.54, "grace_hopper": 22.10}
+TAE_PIP_SHIFT_MAX = 2.2  # measured 1.77
 
 
-def test_fzoo_tae_4ch_not_built_says_how_to_build_it(tmp_path):
-    """fzoo-tae-4ch is not shipped (it keeps TAEF2's full-resolution layers): the preset is
-    listed, and using it without its folder names the commands that build it, not a hub id."""
+def test_fzoo_tae_4ch_missing_folder_says_how_to_rebuild_it(tmp_path):
+    """fzoo-tae-4ch ships with fzoo; pointed at a folder without its files, the launderer names
+    the commands that rebuild it (teacher, then the distilled student), not a hub download."""
     reg = get_registry()
     assert reg.presets["fzoo-tae-4ch"].component == "taesd"
     folder = tmp_path / "weights" / "fzoo-tae-4ch"
@@ -543,16 +543,13 @@ def test_fzoo_tae_4ch_not_built_says_how_to_build_it(tmp_path):
         lau.launder(torch.zeros(1, 3, 64, 64))
     text = str(err.value)
     assert "python training/train_tae_4ch.py --out .train-logs/fzoo-tae-4ch" in text
-    assert f"mkdir -p {folder} && cp .train-logs/fzoo-tae-4ch/model/* {folder}/" in text
+    assert "python training/distill_tae_4ch.py --teacher .train-logs/fzoo-tae-4ch/model" in text
+    assert f"mkdir -p {folder} && cp .train-logs/distill/model/* {folder}/" in text
     assert "curl" not in text
 
 
-@pytest.mark.skipif(
-    not (BUNDLED_TAE / "SHA256SUMS").exists(),
-    reason="fzoo-tae-4ch not built (not shipped; see docs/models/fzoo-tae-4ch.md to build it)",
-)
 def test_bundled_tae_4ch_on_held_out_photos():
-    """The built fzoo-tae-4ch through the real launderer on photos it never saw in training.
+    """The bundled fzoo-tae-4ch through the real launderer on photos it never saw in training.
 
     Central 256 x 256 crops of the held-out pip photos (coffee, china, grace_hopper; never
     resized): PSNR per photo and the mean per-channel colour shift (8-bit levels) stay at what

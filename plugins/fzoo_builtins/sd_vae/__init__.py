@@ -3,11 +3,10 @@
 Also registers the presets ``fzoo-tiny-vae`` (4 latent channels, like SD 1.x/2.x/XL) and
 ``fzoo-tiny-vae-16ch`` (16 channels, like SD3 and FLUX) when the bundled tiny VAEs (trained on
 CPU from pip photos by ``train_tiny_vae.py``) are present under ``weights/``, and
-``fzoo-tae-4ch`` (a 4-channel TAESD-architecture autoencoder derived from TAEF2 and fine-tuned
-on real photos by ``train_tae_4ch.py``). fzoo-tae-4ch is not shipped (it keeps TAEF2's
-full-resolution layers, whose weights fzoo does not redistribute): its preset is always listed,
-and using it before ``weights/fzoo-tae-4ch`` is built prints the commands that build it. Files
-are checked against ``SHA256SUMS`` when they are loaded.
+``fzoo-tae-4ch`` (a 4-channel TAESD-architecture autoencoder in the reconstruction regime of SD's
+VAEs, trained from a random initialisation on real photos by ``training/distill_tae_4ch.py``,
+distilled from a TAEF2-based teacher). Files are checked against ``SHA256SUMS`` when they are
+loaded; a missing bundled folder names the commands that rebuild it.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ def fzoo_register_presets(register: Any) -> None:
         component="taesd",
         params={"weights": str(BUNDLED_TAE_4CH)},
         kind="launderer",
-        description="4-channel 8x tiny autoencoder (TAESD architecture, derived from TAEF2, "
-        "fine-tuned on real photos; built by training/train_tae_4ch.py, not shipped; see "
+        description="bundled 4-channel 8x tiny autoencoder (TAESD architecture, trained from "
+        "scratch on real photos by distillation; the laundering study's autoencoder; see "
         "docs/models/fzoo-tae-4ch.md)",
     )

@@ -506,7 +506,7 @@ class TAESDLaunderer(_RoundTrip):
 
             text, v = self.params.weights, self.params.variant
             build = _BUILD_COMMANDS.get(Path(text).name)
-            if build is not None:  # a model fzoo trains but does not ship
+            if build is not None:  # a bundled model: how to rebuild its folder
                 raise fzoo.WeightsNotFoundError(f"{exc}\n{build.format(folder=text)}") from None
             if v == "auto" or (parse_hub_ref(text) and not text.startswith((".", "/", "~"))):
                 raise  # a hub id: the error already says how to download it
@@ -685,17 +685,19 @@ def _listing(folder: Path) -> str:
     return ", ".join(names) if names else "no *_encoder/*_decoder files"
 
 
-#: Autoencoders fzoo trains but does not ship: how to build their folder.
+#: Bundled autoencoders whose folder can be rebuilt from a source checkout: how.
 _BUILD_COMMANDS: dict[str, str] = {
     "fzoo-tae-4ch": (
-        "  fzoo-tae-4ch is not shipped: it keeps TAEF2's full-resolution layers unchanged, and\n"
-        "  fzoo does not redistribute TAEF2's weights. Build it from a source checkout (about 50\n"
-        "  min on 2 CPU cores; TAEF2's files in ../shared/weights/taef2, see\n"
-        "  docs/models/fzoo-tae-4ch.md):\n"
+        "  fzoo-tae-4ch ships inside fzoo_builtins (reinstall fzoo if its folder is gone), or\n"
+        "  rebuild it from a source checkout (a teacher built on TAEF2, then the shipped student\n"
+        "  distilled from it; TAEF2's files in ../shared/weights/taef2; about 100 min on 2 CPU\n"
+        "  cores; see docs/models/fzoo-tae-4ch.md):\n"
         "    python training/debian_photos.py\n"
         "    python training/train_tae_4ch.py --out .train-logs/fzoo-tae-4ch --n-crops 2048 "
         "--minutes-a 26 --minutes-b 22\n"
-        "    mkdir -p {folder} && cp .train-logs/fzoo-tae-4ch/model/* {folder}/"
+        "    python training/distill_tae_4ch.py --teacher .train-logs/fzoo-tae-4ch/model "
+        "--out .train-logs/distill --minutes-a 30 --minutes-b 20\n"
+        "    mkdir -p {folder} && cp .train-logs/distill/model/* {folder}/"
     ),
 }
 
