@@ -5,7 +5,9 @@ The fixture is the quick demo's ``headline.json`` on ceff914, the tree just befo
 was split; the run after the split gave the same file, fingerprints, rows, predictions and saved
 pipelines. (The demo of b708581, before this refactor, gave other values: f7b59ad, a
 camera-stratified train/test split from another change, moved them; 4913350, the first step of
-the refactor, still gave b708581's values exactly.)
+the refactor, still gave b708581's values exactly.) The Mandelli keys (``*_mandelli*``, issue
+#14 item 3) were added to it from a fresh ``fzoo demo --quick`` run as this test runs it, after
+the two Mandelli pipelines joined the study; every other value of that run was unchanged.
 
 Slow (several minutes on two cores; half an hour on a loaded machine): ``pytest -m slow``.
 The demo runs as the command does, in a subprocess without the suite's ``OMP_NUM_THREADS=1``:
