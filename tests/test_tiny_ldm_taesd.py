@@ -18,6 +18,7 @@ import torch
 import fzoo
 from fzoo.plugin_manager import get_registry
 from fzoo_builtins.generators import autoencoders, tiny_ldm
+from fzoo_builtins.sd_vae import TAESDLaunderer
 
 from .test_generators import tiny_vae, train_script
 
@@ -158,11 +159,16 @@ def test_default_autoencoder_is_the_bundled_one_fzoo_json_names(tae_run, tae_dir
     monkeypatch.setattr(tiny_ldm, "bundled_vae_dir", lambda name="x": tmp_path / "w" / name)
     with pytest.raises(fzoo.WeightsNotFoundError, match="bundled autoencoder my-tae is missing"):
         make(tae_run, None).fingerprint()
-    # fzoo-tae-4ch, which is built rather than shipped: its build commands are named
+    # a missing TAESD-family autoencoder: the taesd launderer's own hint (fzoo-tae-4ch: how to
+    # rebuild it) follows
     index = json.loads((tae_run / "model" / "fzoo.json").read_text())
     index["vae"]["name"] = "fzoo-tae-4ch"
-    with pytest.raises(fzoo.WeightsNotFoundError, match="train_tae_4ch.py"):
+    with pytest.raises(fzoo.WeightsNotFoundError) as err:
         tiny_ldm.TinyLDM._vae_dir(index)
+    with pytest.raises(fzoo.WeightsNotFoundError) as hint:
+        TAESDLaunderer(weights=str(tmp_path / "w" / "fzoo-tae-4ch")).weights_path()
+    assert "fzoo-tae-4ch" in str(hint.value).split("\n", 1)[1]  # a hint beyond "not found"
+    assert str(err.value).endswith(str(hint.value))
     shutil.copytree(tae_dir, tmp_path / "w" / "my-tae")
     gen = make(tae_run, None)
     torch.testing.assert_close(gen.generate(1, seed=3), make(tae_run, tae_dir).generate(1, 3))
