@@ -31,7 +31,35 @@ def config_from(cls: type[C], args: argparse.Namespace, **parsed: Any) -> C:
     return cls(**values)
 
 
-__all__ = ["config_from", "environment", "lr_at", "psnr_from_mse", "swap_in", "write_sums"]
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    defaults: Any,
+    skip: tuple[str, ...] = (),
+    helps: dict[str, str] | None = None,
+) -> None:
+    """One ``--name-with-dashes`` option per field of the dataclass instance ``defaults`` (its
+    value is the default, its type the option's type), except the fields in ``skip``. A
+    ``bool`` field becomes a ``store_true`` flag (``type=bool`` would read "False" as true)."""
+    helps = helps or {}
+    for name, value in dataclasses.asdict(defaults).items():
+        if name in skip:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", default=value, help=helps.get(name))
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=helps.get(name))
+
+
+__all__ = [
+    "add_config_args",
+    "config_from",
+    "environment",
+    "lr_at",
+    "psnr_from_mse",
+    "swap_in",
+    "write_sums",
+]
 
 
 def lr_at(lr: float, warmup_steps: int, min_lr_frac: float, step: int, frac_time: float) -> float:

@@ -34,8 +34,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 import time
@@ -102,23 +100,25 @@ class Config:
     latent_weight: float = 1.0
     distill_weight: float = 1.0
     eval_every_s: float = 240.0
+    freeze_encoder: bool = False
     quick: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    defaults = Config(out="")
     p.add_argument("--out", required=True, help="output folder (model/, curve.csv, ...)")
     p.add_argument("--teacher", required=True, help="folder of the teacher (train_tae_4ch.py)")
-    for name, value in asdict(defaults).items():
-        if name in ("out", "teacher", "quick"):
-            continue
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    p.add_argument("--quick", action="store_true", help="tiny data and budget: a smoke test")
+    helps = {
+        "freeze_encoder": "train the decoder only (latents unchanged: an LDM trained on them "
+        "stays valid)",
+        "quick": "tiny data and budget: a smoke test",
+    }
+    _common.add_config_args(p, Config(out=""), skip=("out", "teacher"), helps=helps)
     cfg = Config(**vars(p.parse_args(argv)))
     if cfg.quick:
         cfg.crop, cfg.sub_crop, cfg.n_crops, cfg.batch_a, cfg.batch_b = 64, 32, 24, 4, 2
         cfg.minutes_a, cfg.minutes_b, cfg.eval_every_s, cfg.warmup_steps = 0.2, 0.2, 5.0, 2
+        cfg.minutes_a = 0.0 if cfg.freeze_encoder else cfg.minutes_a
     return cfg
 
 
@@ -165,16 +165,10 @@ def sub_crops(x8: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor
 
 def export(student: TinyAutoencoder, dest: Path, cfg: Config) -> None:
     """Original TAESD layout (safetensors) + LICENSE + SHA256SUMS, swapped in atomically."""
-    from safetensors.torch import save_file
-
     repo_licence = (base.REPO_ROOT / "LICENSE").read_text()
 
     def fill(tmp: Path) -> None:
-        for part in ("encoder", "decoder"):
-            sd = {
-                k: v.detach().contiguous() for k, v in getattr(student, part).state_dict().items()
-            }
-            save_file(sd, str(tmp / f"{NAME}_{part}.safetensors"))
+        base.save_taesd(student, tmp)
         (tmp / "LICENSE").write_text(
             f"{NAME}: weights trained from a random initialisation by the fzoo project\n"
             "(training/distill_tae_4ch.py), distilled from a teacher built on TAEF2 by Ollin\n"
@@ -217,99 +211,72 @@ def main(argv: list[str] | None = None) -> int:
         student.load_state_dict(load_folder(Path(cfg.init)).state_dict())
         student.requires_grad_(True)
     info["params"] = sum(p.numel() for p in student.parameters())
-    held8 = base.heldout_pip(bcfg)
-    mon8 = x8[:16]
-    curve_path = out / "curve.csv"
-    with curve_path.open("w", newline="") as fh:
-        csv.writer(fh).writerow(CURVE_FIELDS)
-    t_train = time.time()
-
-    def log(stage: str, step: int, lr: float, loss: float) -> None:
-        student.eval()
-        tr = base.recon_metrics(student, mon8)[0]
-        hp, hc = base.recon_metrics(student, held8)
-        student.train()
-        row = [stage, step, round(time.time() - t_train, 1), f"{lr:.3g}", f"{loss:.5g}",
-               f"{tr:.3f}", f"{hp:.3f}", f"{hc:.3f}"]  # fmt: skip
-        with curve_path.open("a", newline="") as fh:
-            csv.writer(fh).writerow(row)
-        info["last"] = dict(zip(CURVE_FIELDS, row, strict=True))
-        export(student, out / "checkpoint", cfg)  # resumable with --init OUT/checkpoint
-        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-        (out / "train_info.json").write_text(json.dumps(info, indent=1) + "\n")
-        print(" ".join(f"{k}={v}" for k, v in zip(CURVE_FIELDS, row, strict=True)), flush=True)
-
+    if cfg.freeze_encoder:
+        if not cfg.init:
+            raise SystemExit("--freeze-encoder needs --init (a trained student to continue)")
+        if cfg.minutes_a > 0:
+            raise SystemExit("--freeze-encoder trains end to end only: pass --minutes-a 0")
+        student.encoder.requires_grad_(False)
+    log = base.CurveLog(
+        out,
+        info,
+        student,
+        x8[:16],
+        base.heldout_pip(bcfg),
+        after=lambda: export(student, out / "checkpoint", cfg),  # resumable: --init OUT/checkpoint
+    )
     log("init", 0, 0.0, float("nan"))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    params = list(student.parameters())
-    step = 0
-    for stage, minutes, lr0, batch in (
-        ("A", cfg.minutes_a, cfg.lr_a, cfg.batch_a),
-        ("B", cfg.minutes_b, cfg.lr_b, cfg.batch_b),
-    ):
-        opt = torch.optim.AdamW(params, lr=lr0, betas=(0.9, 0.99), weight_decay=0.0)
-        budget, ts = minutes * 60.0, time.time()
-        last_eval = ts
-        acc, n_acc, k = 0.0, 0, 0
-        per_stage = torch.zeros(len(STAGES))
-        student.train()
-        lr = lr0
-        while time.time() - ts < budget:
-            lr = _common.lr_at(
-                lr0, cfg.warmup_steps, cfg.min_lr_frac, k, (time.time() - ts) / budget
-            )
-            for g in opt.param_groups:
-                g["lr"] = lr
-            idx = torch.randint(len(x8), (batch,), generator=gen)
-            if stage == "A":
-                x = base.to_float(sub_crops(x8[idx], cfg.sub_crop, gen))
-                acts = teacher_activations(teacher, x)
-                losses = []
-                with base.autocast():
-                    for j, mod in enumerate(stage_modules(student)):
-                        pred = mod(acts[j]).float()
-                        tgt = acts[j + 1]
-                        losses.append(F.mse_loss(pred, tgt) / tgt.pow(2).mean().clamp_min(1e-6))
-                per_stage += torch.tensor([float(v.detach()) for v in losses])
-                loss = torch.stack(losses).sum()
-            else:
-                x = base.to_float(x8[idx])
-                with torch.no_grad(), base.autocast():
-                    y_t = teacher(x).float()
-                with base.autocast():
-                    z = student.encoder(x)
-                    y = student.decoder(z).float()
-                colour = (y.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().mean()
-                loss = (
-                    (y - x).abs().mean()
-                    + F.mse_loss(y, x)
-                    + cfg.fft_weight * base.fft_l1(y, x)
-                    + cfg.colour_weight * colour
-                    + cfg.latent_weight * base.latent_penalty(z)
-                    + cfg.distill_weight * (y - y_t).abs().mean()
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            acc, n_acc, k, step = acc + float(loss.detach()), n_acc + 1, k + 1, step + 1
-            if time.time() - last_eval >= cfg.eval_every_s:
-                if stage == "A":
-                    rel = ", ".join(f"{v / k:.4f}" for v in per_stage)
-                    print(f"stage losses (relative MSE, mean so far): {rel}", flush=True)
-                log(stage, step, lr, acc / n_acc)
-                acc, n_acc, last_eval = 0.0, 0, time.time()
-        log(stage, step, lr, acc / max(n_acc, 1))
-        info[f"stage_{stage}"] = {"steps": k, "seconds": round(time.time() - ts, 1)}
-    student.eval()
-    with torch.no_grad():
-        z = base.batched(student.encoder, base.to_float(x8[:64]))
-    info["latent_stats"] = {"mean": float(z.mean()), "std": float(z.std()),
-                            "abs_max": float(z.abs().max())}  # fmt: skip
-    info["train_seconds"] = round(time.time() - t_train, 1)
-    info["total_seconds"] = round(time.time() - t0, 1)
-    info["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    per_stage = torch.zeros(len(STAGES))
+
+    def loss_a() -> torch.Tensor:
+        """Every student stage regresses the teacher's activation, from the teacher's input."""
+        nonlocal per_stage
+        idx = torch.randint(len(x8), (cfg.batch_a,), generator=gen)
+        x = base.to_float(sub_crops(x8[idx], cfg.sub_crop, gen))
+        acts = teacher_activations(teacher, x)
+        losses = []
+        with base.autocast():
+            for j, mod in enumerate(stage_modules(student)):
+                pred = mod(acts[j]).float()
+                tgt = acts[j + 1]
+                losses.append(F.mse_loss(pred, tgt) / tgt.pow(2).mean().clamp_min(1e-6))
+        per_stage += torch.tensor([float(v.detach()) for v in losses])
+        return torch.stack(losses).sum()
+
+    def print_stage_losses(k: int) -> None:
+        rel = ", ".join(f"{v / k:.4f}" for v in per_stage)
+        print(f"stage losses (relative MSE, mean so far): {rel}", flush=True)
+
+    def loss_b() -> torch.Tensor:
+        """End to end: pixels, spectrum, colour, latent range, and the teacher's output."""
+        x = base.to_float(x8[torch.randint(len(x8), (cfg.batch_b,), generator=gen)])
+        y_t = x  # the teacher's forward pass is skipped when its weight is 0
+        if cfg.distill_weight > 0:
+            with torch.no_grad(), base.autocast():
+                y_t = teacher(x).float()
+        with base.autocast():
+            with torch.set_grad_enabled(not cfg.freeze_encoder):
+                z = student.encoder(x)
+            y = student.decoder(z).float()
+        colour = (y.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().mean()
+        return (
+            (y - x).abs().mean()
+            + F.mse_loss(y, x)
+            + cfg.fft_weight * base.fft_l1(y, x)
+            + cfg.colour_weight * colour
+            + cfg.latent_weight * base.latent_penalty(z)
+            + cfg.distill_weight * (y - y_t).abs().mean()
+        )
+
+    params = [q for q in student.parameters() if q.requires_grad]
+    step = base.run_stage(
+        params, "A", cfg.minutes_a, cfg.lr_a, cfg, loss_a, log, 0, on_eval=print_stage_losses
+    )
+    step = base.run_stage(params, "B", cfg.minutes_b, cfg.lr_b, cfg, loss_b, log, step)
+    base.finish(student, x8, log, t0)
     export(student, out / "model", cfg)
-    (out / "train_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    log.write_info()
     print(f"done in {info['total_seconds']} s; model in {out / 'model'}")
     return 0
 

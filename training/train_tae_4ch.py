@@ -51,6 +51,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,10 @@ class Config:
 
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    defaults = Config(out="")
     p.add_argument("--out", required=True, help="output folder (model/, curve.csv, ...)")
-    for name, value in asdict(defaults).items():
-        if name in ("out", "quick"):
-            continue
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    p.add_argument("--quick", action="store_true", help="tiny data and budget: a smoke test")
+    _common.add_config_args(
+        p, Config(out=""), skip=("out",), helps={"quick": "tiny data and budget: a smoke test"}
+    )
     cfg = Config(**vars(p.parse_args(argv)))
     if cfg.quick:
         cfg.crop, cfg.n_crops, cfg.batch_a, cfg.batch_b = 64, 24, 8, 2
@@ -292,16 +290,20 @@ def fft_l1(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (torch.log1p(fy) - torch.log1p(fx)).abs().mean()
 
 
-def export(student: TinyAutoencoder, dest: Path, teacher_dir: Path) -> None:
-    """Original TAESD layout (safetensors) + LICENSE + SHA256SUMS, swapped in atomically."""
+def save_taesd(model: TinyAutoencoder, folder: Path) -> None:
+    """``{NAME}_encoder.safetensors`` and ``{NAME}_decoder.safetensors`` (TAESD layout)."""
     from safetensors.torch import save_file
 
+    for part in ("encoder", "decoder"):
+        sd = {k: v.detach().contiguous() for k, v in getattr(model, part).state_dict().items()}
+        save_file(sd, str(folder / f"{NAME}_{part}.safetensors"))
+
+
+def export(student: TinyAutoencoder, dest: Path, teacher_dir: Path) -> None:
+    """Original TAESD layout (safetensors) + LICENSE + SHA256SUMS, swapped in atomically."""
+
     def fill(tmp: Path) -> None:
-        for part in ("encoder", "decoder"):
-            sd = {
-                k: v.detach().contiguous() for k, v in getattr(student, part).state_dict().items()
-            }
-            save_file(sd, str(tmp / f"{NAME}_{part}.safetensors"))
+        save_taesd(student, tmp)
         licence = teacher_dir / "LICENSE"
         text = licence.read_text() if licence.exists() else ""
         (tmp / "LICENSE").write_text(
@@ -312,6 +314,103 @@ def export(student: TinyAutoencoder, dest: Path, teacher_dir: Path) -> None:
         _common.write_sums(tmp)
 
     _common.swap_in(dest, fill)
+
+
+# ---------------------------------------------------------------------------------- loop
+class CurveLog:
+    """The monitoring curve of a run. Each call measures ``model`` on fixed training crops
+    (``mon8``) and on the held-out pip photos (``held8``), appends a row to ``OUT/curve.csv``,
+    rewrites ``OUT/train_info.json`` (``info``) and prints the row; then calls ``after``."""
+
+    def __init__(
+        self,
+        out: Path,
+        info: dict[str, Any],
+        model: TinyAutoencoder,
+        mon8: torch.Tensor,
+        held8: torch.Tensor,
+        after: Callable[[], None] | None = None,
+    ) -> None:
+        self.out, self.info, self.model = out, info, model
+        self.mon8, self.held8, self.after = mon8, held8, after
+        self.path = out / "curve.csv"
+        with self.path.open("w", newline="") as fh:
+            csv.writer(fh).writerow(CURVE_FIELDS)
+        self.start = time.time()
+
+    def write_info(self) -> None:
+        (self.out / "train_info.json").write_text(json.dumps(self.info, indent=1) + "\n")
+
+    def __call__(self, stage: str, step: int, lr: float, loss: float) -> None:
+        self.model.eval()
+        tr = recon_metrics(self.model, self.mon8)[0]
+        hp, hc = recon_metrics(self.model, self.held8)
+        self.model.train()
+        row = [stage, step, round(time.time() - self.start, 1), f"{lr:.3g}", f"{loss:.5g}",
+               f"{tr:.3f}", f"{hp:.3f}", f"{hc:.3f}"]  # fmt: skip
+        with self.path.open("a", newline="") as fh:
+            csv.writer(fh).writerow(row)
+        self.info["last"] = dict(zip(CURVE_FIELDS, row, strict=True))
+        self.info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+        if self.after is not None:
+            self.after()
+        self.write_info()
+        print(" ".join(f"{k}={v}" for k, v in zip(CURVE_FIELDS, row, strict=True)), flush=True)
+
+
+def run_stage(
+    params: list[torch.nn.Parameter],
+    stage: str,
+    minutes: float,
+    lr0: float,
+    cfg: Any,
+    step_loss: Callable[[], torch.Tensor],
+    log: CurveLog,
+    step: int,
+    on_eval: Callable[[int], None] | None = None,
+) -> int:
+    """One training stage: AdamW on ``params`` for ``minutes`` of wall clock, the learning rate
+    of :func:`_common.lr_at` (``cfg.warmup_steps``, ``cfg.min_lr_frac``), ``step_loss()`` for
+    each step's loss, a curve row every ``cfg.eval_every_s`` seconds (after ``on_eval(k)``, k
+    the steps of this stage) and at the end. Returns the global step count."""
+    if minutes <= 0:
+        return step
+    opt = torch.optim.AdamW(params, lr=lr0, betas=(0.9, 0.99), weight_decay=0.0)
+    budget, ts = minutes * 60.0, time.time()
+    last_eval = ts
+    acc, n_acc, k = 0.0, 0, 0
+    lr = lr0
+    log.model.train()
+    while time.time() - ts < budget:
+        lr = _common.lr_at(lr0, cfg.warmup_steps, cfg.min_lr_frac, k, (time.time() - ts) / budget)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        acc, n_acc, k, step = acc + float(loss.detach()), n_acc + 1, k + 1, step + 1
+        if time.time() - last_eval >= cfg.eval_every_s:
+            if on_eval is not None:
+                on_eval(k)
+            log(stage, step, lr, acc / n_acc)
+            acc, n_acc, last_eval = 0.0, 0, time.time()
+    log(stage, step, lr, acc / max(n_acc, 1))
+    log.info[f"stage_{stage}"] = {"steps": k, "seconds": round(time.time() - ts, 1)}
+    return step
+
+
+def finish(model: TinyAutoencoder, x8: torch.Tensor, log: CurveLog, t0: float) -> None:
+    """Latent statistics, times and load average into ``train_info.json`` (the model is
+    exported by the caller before ``log.write_info()``)."""
+    model.eval()
+    with torch.no_grad():
+        z = batched(model.encoder, to_float(x8[:64]))
+    log.info["latent_stats"] = {"mean": float(z.mean()), "std": float(z.std()),
+                                "abs_max": float(z.abs().max())}  # fmt: skip
+    log.info["train_seconds"] = round(time.time() - log.start, 1)
+    log.info["total_seconds"] = round(time.time() - t0, 1)
+    log.info["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
 
 # ---------------------------------------------------------------------------------- training
@@ -343,83 +442,40 @@ def main(argv: list[str] | None = None) -> int:
     params = trainable(student)
     info["params"] = sum(p.numel() for p in student.parameters())
     info["params_trained"] = sum(p.numel() for p in params)
-    held8 = heldout_pip(cfg)
-    mon8 = x8[:16]  # fixed training crops: the training-side PSNR of the curve
-    curve_path = out / "curve.csv"
-    with curve_path.open("w", newline="") as fh:
-        csv.writer(fh).writerow(CURVE_FIELDS)
-    t_train = time.time()
-
-    def log(stage: str, step: int, lr: float, loss: float) -> None:
-        student.eval()
-        tr = recon_metrics(student, mon8)[0]
-        hp, hc = recon_metrics(student, held8)
-        student.train()
-        row = [stage, step, round(time.time() - t_train, 1), f"{lr:.3g}", f"{loss:.5g}",
-               f"{tr:.3f}", f"{hp:.3f}", f"{hc:.3f}"]  # fmt: skip
-        with curve_path.open("a", newline="") as fh:
-            csv.writer(fh).writerow(row)
-        info["last"] = dict(zip(CURVE_FIELDS, row, strict=True))
-        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-        (out / "train_info.json").write_text(json.dumps(info, indent=1) + "\n")
-        print(" ".join(f"{k}={v}" for k, v in zip(CURVE_FIELDS, row, strict=True)), flush=True)
-
+    # fixed training crops (x8[:16]): the training-side PSNR of the curve
+    log = CurveLog(out, info, student, x8[:16], heldout_pip(cfg))
     log("init", 0, 0.0, float("nan"))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    stages = (
+
+    def step_loss(stage: str, batch: int) -> torch.Tensor:
+        idx = torch.randint(len(x8), (batch,), generator=gen)
+        with autocast():
+            h, z = student_features(student, feats[idx])
+            if stage == "B":
+                y = student.decoder[DEC_SPLIT:](h).float()
+        if stage == "A":
+            return F.mse_loss(h.float(), target[idx]) + cfg.latent_weight * latent_penalty(z)
+        x = to_float(x8[idx])
+        colour = (y.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().mean()
+        return (
+            (y - x).abs().mean()
+            + F.mse_loss(y, x)
+            + cfg.fft_weight * fft_l1(y, x)
+            + cfg.colour_weight * colour
+            + cfg.latent_weight * latent_penalty(z)
+        )
+
+    step = 0
+    for stage, minutes, lr0, batch in (
         ("A", cfg.minutes_a, cfg.lr_a, cfg.batch_a),
         ("B", cfg.minutes_b, cfg.lr_b, cfg.batch_b),
-    )
-    step = 0
-    for stage, minutes, lr0, batch in stages:
-        opt = torch.optim.AdamW(params, lr=lr0, betas=(0.9, 0.99), weight_decay=0.0)
-        budget = minutes * 60.0
-        ts = time.time()
-        last_eval = ts
-        acc, n_acc, k = 0.0, 0, 0
-        student.train()
-        while time.time() - ts < budget:
-            lr = _common.lr_at(
-                lr0, cfg.warmup_steps, cfg.min_lr_frac, k, (time.time() - ts) / budget
-            )
-            for g in opt.param_groups:
-                g["lr"] = lr
-            idx = torch.randint(len(x8), (batch,), generator=gen)
-            with autocast():
-                h, z = student_features(student, feats[idx])
-                if stage == "B":
-                    y = student.decoder[DEC_SPLIT:](h).float()
-            if stage == "A":
-                loss = F.mse_loss(h.float(), target[idx]) + cfg.latent_weight * latent_penalty(z)
-            else:
-                x = to_float(x8[idx])
-                colour = (y.mean(dim=(2, 3)) - x.mean(dim=(2, 3))).abs().mean()
-                loss = (
-                    (y - x).abs().mean()
-                    + F.mse_loss(y, x)
-                    + cfg.fft_weight * fft_l1(y, x)
-                    + cfg.colour_weight * colour
-                    + cfg.latent_weight * latent_penalty(z)
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            acc, n_acc, k, step = acc + float(loss.detach()), n_acc + 1, k + 1, step + 1
-            if time.time() - last_eval >= cfg.eval_every_s:
-                log(stage, step, lr, acc / n_acc)
-                acc, n_acc, last_eval = 0.0, 0, time.time()
-        log(stage, step, lr, acc / max(n_acc, 1))
-        info[f"stage_{stage}"] = {"steps": k, "seconds": round(time.time() - ts, 1)}
-    student.eval()
-    with torch.no_grad():
-        z = batched(student.encoder, to_float(x8[:64]))
-    info["latent_stats"] = {"mean": float(z.mean()), "std": float(z.std()),
-                            "abs_max": float(z.abs().max())}  # fmt: skip
-    info["train_seconds"] = round(time.time() - t_train, 1)
-    info["total_seconds"] = round(time.time() - t0, 1)
-    info["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    ):
+        step = run_stage(
+            params, stage, minutes, lr0, cfg, lambda s=stage, b=batch: step_loss(s, b), log, step
+        )
+    finish(student, x8, log, t0)
     export(student, out / "model", Path(cfg.taef2))
-    (out / "train_info.json").write_text(json.dumps(info, indent=1) + "\n")
+    log.write_info()
     print(f"done in {info['total_seconds']} s; model in {out / 'model'}")
     return 0
 
