@@ -154,6 +154,32 @@ def test_another_autoencoder_is_refused(tae_run, tae_dir, tmp_path):
         make(tae_run, kl).generate(1, seed=0)
 
 
+def test_repin_takes_a_new_decoder_and_refuses_a_new_encoder(tae_run, tae_dir, tmp_path):
+    """A decoder fine-tuned with the encoder frozen: ``repin`` records it (the old hash kept in
+    the history), the generator then decodes through it; a changed encoder is refused."""
+    model = tmp_path / "model"
+    shutil.copytree(tae_run / "model", model)
+    new_ae = tmp_path / "my-tae"
+    shutil.copytree(tae_dir, new_ae)
+    other = save_tae(tmp_path / "other", seed=1)
+    shutil.copyfile(other / "tae_decoder.safetensors", new_ae / "tae_decoder.safetensors")
+    with pytest.raises(fzoo.WeightsError, match="decoder"):
+        make(model.parent, new_ae).generate(1, seed=0)
+    old = json.loads((model / "fzoo.json").read_text())["vae"]["sha256"]
+    train_script.repin(model, str(new_ae), why="test: decoder fine-tuned")
+    vae = json.loads((model / "fzoo.json").read_text())["vae"]
+    assert vae["sha256"]["encoder"] == old["encoder"]
+    assert vae["sha256"]["decoder"] != old["decoder"]
+    assert vae["decoder_history"][0]["sha256"] == old["decoder"]
+    assert vae["decoder_history"][0]["why"] == "test: decoder fine-tuned"
+    fzoo.verify_sums(model)  # SHA256SUMS rewritten for the new fzoo.json
+    a = make(model.parent, new_ae).generate(1, seed=0)
+    b = make(tae_run, tae_dir).generate(1, seed=0)
+    assert a.shape == b.shape and float((a - b).abs().mean()) > 0.01  # the new decoder's output
+    with pytest.raises(SystemExit, match="not the one"):
+        train_script.repin(model, str(other), why="x")
+
+
 def test_default_autoencoder_is_the_bundled_one_fzoo_json_names(tae_run, tae_dir, tmp_path,
                                                                  monkeypatch):  # fmt: skip
     monkeypatch.setattr(tiny_ldm, "bundled_vae_dir", lambda name="x": tmp_path / "w" / name)

@@ -34,10 +34,16 @@ Commands::
     python training/train_tiny_ldm.py --vae DIR --out DIR --quick   # < 60 s
     python training/train_tiny_ldm.py export OUT/model DEST [--fp32]
     python training/train_tiny_ldm.py card --weights DEST --run OUT --docs DIR [--name NAME]
+    python training/train_tiny_ldm.py repin MODEL --vae DIR --why "..."
 
 ``export`` copies a model folder for bundling (UNet in float16 unless ``--fp32``) and writes its
 SHA256SUMS; ``card`` draws the loss curve and the sample grid of the model card
 (``DIR/NAME-loss.{csv,png}``, ``DIR/NAME-samples.png``; NAME defaults to ``tiny-ldm``).
+``repin`` moves a trained model onto a new *decoder* of its autoencoder: the UNet was trained
+on the encoder's latents only, so when the encoder's file is byte-identical (a decoder
+fine-tuned with the encoder frozen: ``distill_tae_4ch.py --freeze-encoder``) the model stays
+valid; ``fzoo.json`` gets the new decoder's sha256 and keeps the old one, with ``--why``, under
+``vae.decoder_history``. A changed encoder is refused: that needs a retrain.
 """
 
 from __future__ import annotations
@@ -471,6 +477,36 @@ def export(src: Path, dest: Path, fp16: bool = True) -> None:
     print(f"exported {src} -> {dest} ({size / 1e6:.2f} MB)")
 
 
+def repin(model: Path, vae: str, why: str) -> dict[str, Any]:
+    """Record the decoder of ``vae`` in ``model/fzoo.json`` when its encoder is the one the
+    model was trained on (see the module docstring); rewrites ``model/SHA256SUMS``."""
+    index = json.loads((model / "fzoo.json").read_text())
+    kind, old = autoencoders.recorded(index)
+    if set(old) != {"encoder", "decoder"}:
+        raise SystemExit(
+            f"{model}: its autoencoder ({kind}) keeps encoder and decoder in one file; "
+            "only a TAESD-layout pair can take a new decoder"
+        )
+    resolved = fzoo.resolve_weights(vae, param="vae").path
+    new = autoencoders.identify(resolved, kind)
+    if new["sha256"]["encoder"] != old["encoder"]:
+        raise SystemExit(
+            f"{resolved}: its encoder ({new['sha256']['encoder'][:12]}...) is not the one "
+            f"{model} was trained on ({old['encoder'][:12]}...): the latents differ, retrain"
+        )
+    if new["sha256"]["decoder"] == old["decoder"]:
+        print(f"{model}: already on decoder {old['decoder'][:12]}...")
+        return index
+    history = list(index["vae"].get("decoder_history", []))
+    history.append({"sha256": old["decoder"], "replaced": time.strftime("%Y-%m-%d"), "why": why})
+    index["vae"]["sha256"] = dict(new["sha256"])
+    index["vae"]["decoder_history"] = history
+    (model / "fzoo.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_sums(model)
+    print(f"{model}: decoder {old['decoder'][:12]}... -> {new['sha256']['decoder'][:12]}...")
+    return index
+
+
 def _tiles(batch: torch.Tensor) -> list[np.ndarray]:
     return [np.round(im.permute(1, 2, 0).numpy() * 255).astype(np.uint8) for im in batch]
 
@@ -574,6 +610,14 @@ def main(argv: list[str] | None = None) -> int:
         a = p.parse_args(args[1:])
         torch.set_num_threads(a.threads)
         card(a.weights, a.run, a.docs, a.vae, name=a.name)
+        return 0
+    if args[:1] == ["repin"]:
+        p = argparse.ArgumentParser(prog="train_tiny_ldm repin")
+        p.add_argument("model", type=Path, help="a trained model folder (fzoo.json)")
+        p.add_argument("--vae", required=True, help="the autoencoder with the new decoder")
+        p.add_argument("--why", required=True, help="recorded in fzoo.json")
+        a = p.parse_args(args[1:])
+        repin(a.model, a.vae, a.why)
         return 0
     train(parse_args(args))
     return 0
