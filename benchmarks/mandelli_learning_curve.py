@@ -14,8 +14,12 @@ laundered-as-synthetic rates) and writes it with the raw rows to ``--out``.
 Not part of the tests or ``make demo``: with a shared cache folder (``--cache-dir``, default
 ``.fzoo-cache/learning-curve``) the laundered and synthetic images are made once; each point
 fine-tunes both detectors on its own training photos (3 points: about 15 minutes on 2 cores).
+With 2-4 test photos a point, one split decides more than the training size: ``--split-seeds
+0 1 2`` runs each point on several draws of the train/test photos and adds a summary table
+(mean, min, max per point).
 
     .venv/bin/python benchmarks/mandelli_learning_curve.py --photos 6 9 12 --out /tmp/lc
+    .venv/bin/python benchmarks/mandelli_learning_curve.py --photos 6 9 12 --split-seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -47,8 +52,11 @@ PIPELINES = ("mandelli", "mandelli-two-stage")
 NOISE_PER_PHOTO = 10
 
 
-def study_subset(n_photos: int, variant: str | None, tiles: int | None = None) -> dict[str, Any]:
-    """The study's data, split, ternary task and Mandelli pipelines for the first ``n_photos``."""
+def study_subset(
+    n_photos: int, variant: str | None, tiles: int | None = None, split_seed: int | None = None
+) -> dict[str, Any]:
+    """The study's data, split, ternary task and Mandelli pipelines for the first ``n_photos``
+    (``split_seed``: another draw of the train/test photos; None is the study's)."""
     import yaml
 
     from fzoo.config import load_experiment
@@ -72,11 +80,14 @@ def study_subset(n_photos: int, variant: str | None, tiles: int | None = None) -
     missing = set(PIPELINES) - {p["name"] for p in pipelines}
     if missing:
         raise SystemExit(f"registry.yaml: laundering-study has no pipeline {sorted(missing)}")
+    split = dict(raw["split"])
+    if split_seed is not None:
+        split["seed"] = split_seed
     return {
         "name": f"mandelli-curve-{n_photos}",
         "seed": raw.get("seed", 0),
         "data": data,
-        "split": raw["split"],
+        "split": split,
         "conditions": [{"name": "clean"}],
         "pipelines": pipelines,
         "tasks": [t for t in raw["tasks"] if t["name"] == "ternary"],
@@ -84,18 +95,25 @@ def study_subset(n_photos: int, variant: str | None, tiles: int | None = None) -
 
 
 def run_point(
-    n_photos: int, variant: str | None, out: Path, cache: Path, tiles: int | None = None
+    n_photos: int,
+    variant: str | None,
+    out: Path,
+    cache: Path,
+    tiles: int | None = None,
+    split_seed: int | None = None,
 ) -> dict[str, Any]:
-    """Run one point; its row of the table."""
+    """Run one point (one split); its row of the table."""
     import yaml
 
     from fzoo.config import load_experiment
     from fzoo.experiment import run_experiment
 
-    folder = out / f"photos-{n_photos}"
+    split_name = "study-split" if split_seed is None else f"split-{split_seed}"
+    folder = out / f"photos-{n_photos}" / split_name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "experiment.yaml"
-    path.write_text(yaml.safe_dump(study_subset(n_photos, variant, tiles), sort_keys=False))
+    spec = study_subset(n_photos, variant, tiles, split_seed)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     start = time.time()
     result = run_experiment(load_experiment(path), folder / "out", cache_dir=cache, progress=None)
     wall = time.time() - start
@@ -107,6 +125,7 @@ def run_point(
     test_photos = sorted({p["source"] for p in preds if p["label"] == "pristine"})
     row: dict[str, Any] = {
         "photos": n_photos,
+        "split_seed": "study" if split_seed is None else split_seed,
         "train_photos": [n for n in ORDER[:n_photos] if n not in test_photos],
         "test_photos": test_photos,
         "wall_s": round(wall, 1),
@@ -126,19 +145,31 @@ def run_point(
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of the points."""
     head = (
-        "| photos (train / test) | train / test images | ternary bacc `mandelli` | "
+        "| photos (train / test) | split | train / test images | ternary bacc `mandelli` | "
         "`mandelli-two-stage` | laundered -> pristine | laundered -> synthetic | wall |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
         lines.append(
             f"| {r['photos']} ({len(r['train_photos'])} / {len(r['test_photos'])}) "
+            f"| {r['split_seed']} "
             f"| {r.get('n_train')} / {r.get('n_test')} "
             f"| {r.get('bacc_mandelli', float('nan')):.3f} "
             f"| {r.get('bacc_mandelli-two-stage', float('nan')):.3f} "
             f"| {r['l2p_mandelli']:.3f} | {r['l2s_mandelli']:.3f} | {r['wall_s']:.0f} s |"
         )
+    by_n: dict[int, list[float]] = {}
+    for r in rows:
+        by_n.setdefault(r["photos"], []).append(r.get("bacc_mandelli", float("nan")))
+    if any(len(v) > 1 for v in by_n.values()):
+        lines.append("")
+        lines.append("| photos | splits | ternary bacc `mandelli`: mean | min | max |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for n, v in by_n.items():
+            lines.append(
+                f"| {n} | {len(v)} | {statistics.mean(v):.3f} | {min(v):.3f} | {max(v):.3f} |"
+            )
     return head + "\n".join(lines) + "\n"
 
 
@@ -149,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--tiles-per-photo", type=int, default=None, help="fewer tiles (default: all, as the study)"
     )
+    ap.add_argument(
+        "--split-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="several train/test draws per point (default: the study's split only)",
+    )
     ap.add_argument("--out", type=Path, default=Path("mandelli-curve"))
     ap.add_argument("--cache-dir", type=Path, default=Path(".fzoo-cache/learning-curve"))
     args = ap.parse_args(argv)
@@ -157,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     load = os.getloadavg()
     start = time.time()
+    seeds: list[int | None] = list(args.split_seeds) if args.split_seeds else [None]
     rows = [
-        run_point(n, args.variant, args.out, args.cache_dir, args.tiles_per_photo)
+        run_point(n, args.variant, args.out, args.cache_dir, args.tiles_per_photo, seed)
         for n in args.photos
+        for seed in seeds
     ]
     wall = time.time() - start
     end = os.getloadavg()
