@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,34 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
     monkeypatch.setattr(listing, "cmd_plugins", broken)
     with pytest.raises(BrokenPipeError):
         main(["plugins"])
+
+
+def test_omp_wait_policy_passive_only_under_load_and_never_over_the_user():
+    """PASSIVE when other work holds a core (benchmarks/omp_wait_policy.py: 1.63x faster
+    fine-tuning beside a busy process, 0.78x on an idle machine), else nothing."""
+    from fzoo.cli import omp_wait_policy
+
+    assert omp_wait_policy({}, torch_loaded=False, load=2.5) == "PASSIVE"
+    assert omp_wait_policy({}, torch_loaded=False, load=1.0) == "PASSIVE"
+    assert omp_wait_policy({}, torch_loaded=False, load=0.4) is None  # idle: spinning is faster
+    assert omp_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, torch_loaded=False, load=5) is None
+    assert omp_wait_policy({}, torch_loaded=True, load=5) is None  # read once: too late
+    assert omp_wait_policy({}, torch_loaded=False, load=None) is None
+
+
+def test_console_script_sets_omp_passive_under_load_before_torch():
+    """The console script's first step, in a fresh interpreter (torch not loaded) with a load
+    average of 3, sets OMP_WAIT_POLICY=PASSIVE; a user's value is kept."""
+    code = (
+        "import os, sys\n"
+        "os.getloadavg = lambda: (3.0, 3.0, 3.0)\n"
+        "from fzoo.cli import _set_omp_wait_policy\n"
+        "_set_omp_wait_policy()\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE", out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE", out.stderr
