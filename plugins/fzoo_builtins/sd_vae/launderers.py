@@ -689,15 +689,20 @@ def _listing(folder: Path) -> str:
 _BUILD_COMMANDS: dict[str, str] = {
     "fzoo-tae-4ch": (
         "  fzoo-tae-4ch ships inside fzoo_builtins (reinstall fzoo if its folder is gone), or\n"
-        "  rebuild it from a source checkout (a teacher built on TAEF2, then the shipped student\n"
-        "  distilled from it; TAEF2's files in ../shared/weights/taef2; about 100 min on 2 CPU\n"
-        "  cores; see docs/models/fzoo-tae-4ch.md):\n"
+        "  rebuild it from a source checkout (a teacher built on TAEF2, a student distilled from\n"
+        "  it, then its decoder fine-tuned with the encoder frozen; TAEF2's files in\n"
+        "  ../shared/weights/taef2; about 140 min on 2 CPU cores; see\n"
+        "  docs/models/fzoo-tae-4ch.md):\n"
         "    python training/debian_photos.py\n"
         "    python training/train_tae_4ch.py --out .train-logs/fzoo-tae-4ch --n-crops 2048 "
         "--minutes-a 26 --minutes-b 22\n"
         "    python training/distill_tae_4ch.py --teacher .train-logs/fzoo-tae-4ch/model "
-        "--out .train-logs/distill --minutes-a 30 --minutes-b 20\n"
-        "    mkdir -p {folder} && cp .train-logs/distill/model/* {folder}/"
+        "--out .train-logs/distill --minutes-a 24 --minutes-b 16\n"
+        "    python training/distill_tae_4ch.py --teacher .train-logs/fzoo-tae-4ch/model "
+        "--out .train-logs/stageC --init .train-logs/distill/model --freeze-encoder "
+        "--minutes-a 0 --minutes-b 40 --lr-b 5e-5 --distill-weight 0.25 --colour-weight 4 "
+        "--seed 1 --eval-every-s 300\n"
+        "    mkdir -p {folder} && cp .train-logs/stageC/model/* {folder}/"
     ),
 }
 
