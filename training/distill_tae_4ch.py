@@ -52,6 +52,7 @@ import torch.nn.functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import debian_photos  # noqa: E402
+import eval_real_photos  # noqa: E402
 import train_tae_4ch as base  # noqa: E402
 
 from fzoo_builtins.sd_vae.taesd_arch import TinyAutoencoder  # noqa: E402
@@ -123,19 +124,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 def load_folder(folder: Path) -> TinyAutoencoder:
-    """A TAESD-layout safetensors pair (``*_encoder.safetensors``, ``*_decoder.safetensors``)."""
-    from safetensors.torch import load_file
-
-    enc_files = sorted(folder.glob("*_encoder.safetensors"))
-    if len(enc_files) != 1:
-        raise SystemExit(f"expected one *_encoder.safetensors in {folder}, found {enc_files}")
-    enc = load_file(str(enc_files[0]))
-    dec = load_file(str(enc_files[0]).replace("_encoder.", "_decoder."))
-    last = max(int(k.split(".")[0]) for k in enc)
-    model = TinyAutoencoder(int(enc[f"{last}.weight"].shape[0]), any(".pool." in k for k in enc))
-    model.encoder.load_state_dict(enc, strict=True)
-    model.decoder.load_state_dict(dec, strict=True)
-    return model.eval().requires_grad_(False)
+    """A TAESD-layout folder (teacher, or a student to continue), through the ``taesd``
+    launderer's own loader (``eval_real_photos.load_tae``), frozen and in eval mode."""
+    return eval_real_photos.load_tae(folder).eval().requires_grad_(False)
 
 
 def stage_modules(model: TinyAutoencoder) -> list[torch.nn.Sequential]:
